@@ -1,0 +1,109 @@
+/**
+ * Events as clients propose them and as Chronos records them, and the shapes of appends and reads.
+ * These schemas are the wire format of the HTTP API and of the SDK; the engine's in-memory form is `StoredEvent`
+ * (epoch-millisecond timestamps, no branding), converted at the edge by `toRecorded`.
+ */
+import { Schema } from "effect"
+import { ExpectedVersion } from "./ExpectedVersion.ts"
+import { EventId, EventType } from "./Ids.ts"
+
+/** An event to append. `eventId` makes the append idempotent; the server generates one when it is absent. */
+export const ProposedEvent = Schema.Struct({
+  eventId: Schema.optionalKey(EventId),
+  type: EventType,
+  data: Schema.Json,
+  metadata: Schema.optionalKey(Schema.JsonObject)
+})
+export type ProposedEvent = typeof ProposedEvent.Type
+
+export const AppendRequest = Schema.Struct({
+  expectedVersion: Schema.optionalKey(ExpectedVersion),
+  events: Schema.Array(ProposedEvent).check(Schema.isMinLength(1))
+})
+export type AppendRequest = typeof AppendRequest.Type
+
+export const Position = Schema.Struct({ partition: Schema.Int, seq: Schema.Int })
+export type Position = typeof Position.Type
+
+export const AppendResult = Schema.Struct({
+  firstVersion: Schema.Int,
+  lastVersion: Schema.Int,
+  positions: Schema.Array(Position)
+})
+export type AppendResult = typeof AppendResult.Type
+
+/** An event as it was committed. `timestamp` is ISO-8601 (UTC), assigned by the partition at commit. */
+export const RecordedEvent = Schema.Struct({
+  eventId: Schema.String,
+  stream: Schema.String,
+  type: Schema.String,
+  data: Schema.Unknown,
+  metadata: Schema.Unknown,
+  timestamp: Schema.String,
+  streamVersion: Schema.Int,
+  partition: Schema.Int,
+  seq: Schema.Int
+})
+export type RecordedEvent = typeof RecordedEvent.Type
+
+/**
+ * The engine's form of a committed event: plain, compact, immutable once committed. `timestamp` is epoch ms.
+ * `data`/`metadata` are JSON values that are never mutated after the append that created them.
+ */
+export interface StoredEvent {
+  readonly eventId: string
+  readonly tenant: string
+  readonly stream: string
+  readonly type: string
+  readonly data: unknown
+  readonly metadata: Readonly<Record<string, unknown>>
+  readonly timestamp: number
+  readonly streamVersion: number
+  readonly partition: number
+  readonly seq: number
+}
+
+export const toRecorded = (e: StoredEvent): RecordedEvent => ({
+  eventId: e.eventId,
+  stream: e.stream,
+  type: e.type,
+  data: e.data,
+  metadata: e.metadata,
+  timestamp: new Date(e.timestamp).toISOString(),
+  streamVersion: e.streamVersion,
+  partition: e.partition,
+  seq: e.seq
+})
+
+export const ReadResult = Schema.Struct({
+  events: Schema.Array(RecordedEvent),
+  /** Pass as `after` to continue a tenant-wide read; absent when the read reached the end. */
+  next: Schema.optionalKey(Schema.String)
+})
+export type ReadResult = typeof ReadResult.Type
+
+export const StateResult = Schema.Struct({
+  stream: Schema.String,
+  reducer: Schema.String,
+  /** The version of the last event folded into `state` (-1: the stream had no events at that point). */
+  version: Schema.Int,
+  state: Schema.Unknown
+})
+export type StateResult = typeof StateResult.Type
+
+export const PartitionStatus = Schema.Struct({
+  partition: Schema.Int,
+  /** Last sequence assigned (may be above the watermark while a commit is in flight). */
+  seq: Schema.Int,
+  /** Highest sequence such that it and everything below it is durable; readers never see above it. */
+  watermark: Schema.Int,
+  owner: Schema.String,
+  events: Schema.Int,
+  streams: Schema.Int
+})
+export type PartitionStatus = typeof PartitionStatus.Type
+
+export const PartitionsResult = Schema.Struct({
+  partitions: Schema.Array(PartitionStatus)
+})
+export type PartitionsResult = typeof PartitionsResult.Type

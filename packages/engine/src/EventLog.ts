@@ -1,0 +1,105 @@
+/**
+ * The replicated log of commits, one log per partition: the durable truth from which every partition rebuilds its
+ * state. Three drivers share this interface:
+ *  - `layerMemory`: process memory, for fast unit tests (same fencing rules as the real drivers);
+ *  - `layerFile`: the embedded default, append-only segment files per partition with CRC32C per record, fsync
+ *    before acknowledging, group commit, torn-tail recovery (`internal/fileLog.ts`);
+ *  - `layerJetStream`: one JetStream stream per partition, each commit one message published with
+ *    `expect.lastSequence` so a stale writer can never append (`internal/jetStreamLog.ts`).
+ *
+ * Contract of `PartitionLog.append` (all drivers; the partition relies on it):
+ *  - precondition: `commit.firstSeq` is exactly one past the last sequence of the previous append on this handle
+ *    (including appends still in flight) — or of the log at open time, for the first one;
+ *  - appends may be pipelined; they become durable and resolve in the order they were called; a driver takes its
+ *    place in that order synchronously, when the `append` effect starts running (the partition starts appends
+ *    with `startImmediately`, so call order is start order);
+ *  - when one append fails, every later append on the same handle fails too (the caller must reopen and reload);
+ *  - `LogFenced` means another writer appended to this partition: this handle's view is stale.
+ */
+import { Context, Effect, Layer, Schema, type Scope } from "effect"
+import { type Commit, lastSeq } from "./Commit.ts"
+
+/** Another writer has appended to the partition's log: the caller's view is stale and it must reload. */
+export class LogFenced extends Schema.TaggedError<LogFenced>()("LogFenced", {
+  partition: Schema.Int,
+  message: Schema.String
+}) {}
+
+/** The log cannot be reached or did not acknowledge in time; retryable. */
+export class LogUnavailable extends Schema.TaggedError<LogUnavailable>()("LogUnavailable", {
+  partition: Schema.Int,
+  message: Schema.String
+}) {}
+
+export type LogError = LogFenced | LogUnavailable
+
+export interface PartitionLog {
+  readonly partition: number
+  /**
+   * Calls `onCommit` for every commit whose events reach `fromSeq` or beyond, in order, and returns the last
+   * sequence in the log (0 when empty). A callback rather than a Stream: recovery of millions of events must not
+   * pay for a fiber hop per commit.
+   */
+  readonly replay: (fromSeq: number, onCommit: (commit: Commit) => void) => Effect.Effect<number, LogError>
+  /** Appends one commit durably (see the module contract). */
+  readonly append: (commit: Commit) => Effect.Effect<void, LogError>
+}
+
+export interface EventLogShape {
+  /** Driver name, for status output and benchmarks. */
+  readonly driver: "memory" | "file" | "jetstream"
+  /** Opens the log of one partition; closed with the scope. */
+  readonly open: (partition: number) => Effect.Effect<PartitionLog, LogError, Scope.Scope>
+}
+
+export class EventLog extends Context.Service<EventLog, EventLogShape>()("chronos/engine/EventLog") {
+  /** A log in process memory. Each layer build is an independent, empty store. */
+  static readonly layerMemory: Layer.Layer<EventLog> = Layer.sync(EventLog, () => makeMemory())
+}
+
+/**
+ * The memory driver. `store` may be shared between several drivers to model several writers of one log.
+ * Appends are acknowledged on the next microtask, so callers see real asynchrony and pipelining.
+ */
+export const makeMemory = (store: Map<number, Array<Commit>> = new Map()): EventLogShape => ({
+  driver: "memory",
+  open: (partition) =>
+    Effect.sync(() => {
+      let commits = store.get(partition)
+      if (commits === undefined) {
+        commits = []
+        store.set(partition, commits)
+      }
+      const log = commits
+      // The sequence this handle expects next; a mismatch with the shared store means another writer appended.
+      let expectedNext = log.length === 0 ? 1 : lastSeq(log[log.length - 1]!) + 1
+      let broken = false
+      return {
+        partition,
+        replay: (fromSeq, onCommit) =>
+          Effect.sync(() => {
+            for (const commit of log) if (lastSeq(commit) >= fromSeq) onCommit(commit)
+            return log.length === 0 ? 0 : lastSeq(log[log.length - 1]!)
+          }),
+        append: (commit) =>
+          Effect.suspend(() => {
+            if (commit.firstSeq !== expectedNext) {
+              return Effect.die(new Error(
+                `EventLog precondition: partition ${partition} append at seq ${commit.firstSeq}, expected ${expectedNext}`
+              ))
+            }
+            expectedNext = lastSeq(commit) + 1
+            const storeLast = log.length === 0 ? 0 : lastSeq(log[log.length - 1]!)
+            if (broken || storeLast + 1 !== commit.firstSeq) {
+              broken = true
+              return Effect.fail(new LogFenced({
+                partition,
+                message: `log is at seq ${storeLast}, this writer expected ${commit.firstSeq - 1}`
+              }))
+            }
+            log.push(commit)
+            return Effect.promise(() => Promise.resolve())
+          })
+      } satisfies PartitionLog
+    })
+})

@@ -1,0 +1,679 @@
+/**
+ * One partition: its single writer and its hot in-memory index. It owns, for its slice of the event space:
+ *  - the write path: expected-version and event-id checks, assignment of gapless stream versions and partition
+ *    sequences, group commit (many appends → one log record), pipelined commits, and the watermark;
+ *  - the hot index: events by sequence, by stream (version → seq), by tenant and by (tenant, type), and
+ *    permanent event-id deduplication;
+ *  - reads bounded by the watermark, time travel (`asOf`) and state reconstruction with snapshots.
+ *
+ * Invariants (checked; a violation is a defect that stops the partition, never a silent repair):
+ *  - `watermark <= seq`; the watermark never moves backwards; commits are acknowledged in order;
+ *  - every event of the partition has `seq` = its index + 1 (gapless from 1);
+ *  - every stream's versions are gapless from 0; timestamps never decrease along the sequence.
+ *
+ * State changes are applied when an append is accepted (so later appends in the pipeline see them) but readers only
+ * see events at or below the watermark. If the log rejects a commit, every unacknowledged append fails with a
+ * retryable `Unavailable` and the partition rebuilds its state from the log, discarding what was never durable.
+ *
+ * The write path avoids per-event Effect overhead: an append is one `Effect.callback` that registers with the
+ * writer synchronously; the writer fiber cuts commits and resumes callers when the log acknowledges.
+ */
+import { Clock, Effect, Exit, Random, Schedule, Scope } from "effect"
+import type { ChronosConfigShape } from "@chronos/config"
+import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
+import { type Commit, lastSeq } from "./Commit.ts"
+import { EventLog, type LogError, type PartitionLog } from "./EventLog.ts"
+
+type StoredEvent = Event.StoredEvent
+
+export type PartitionLimits = Pick<
+  ChronosConfigShape,
+  | "commitEventsMax"
+  | "commitBytesMax"
+  | "commitLingerMs"
+  | "commitsInFlightMax"
+  | "pendingAppendsMax"
+  | "readEventsMax"
+  | "snapshotEveryEvents"
+>
+
+/** An event as accepted by the gateway: validated, with its serialized size measured. */
+export interface AcceptedEvent {
+  readonly eventId: string | undefined
+  readonly type: string
+  readonly data: unknown
+  readonly metadata: Readonly<Record<string, unknown>>
+  /** Bytes of `data` + `metadata` as JSON (measured by the gateway, used to size commits). */
+  readonly bytes: number
+}
+
+export interface AppendInput {
+  readonly tenant: string
+  readonly stream: string
+  readonly expectedVersion: ExpectedVersion.ExpectedVersion
+  readonly events: ReadonlyArray<AcceptedEvent>
+}
+
+export interface AppendOutput {
+  readonly firstVersion: number
+  readonly lastVersion: number
+  readonly positions: ReadonlyArray<Event.Position>
+}
+
+export type AppendFailure = Errors.WrongExpectedVersion | Errors.InvalidRequest | Errors.LimitExceeded | Errors.Unavailable
+
+export interface ReadStreamOptions {
+  /** First version to return (forward) or the highest version to return (backward). */
+  readonly fromVersion?: number | undefined
+  readonly limit: number
+  readonly direction: "forward" | "backward"
+  readonly asOf?: AsOf.AsOf | undefined
+}
+
+export interface ScanOptions {
+  /** Only these event types (none: every type). */
+  readonly types?: ReadonlyArray<string> | undefined
+  readonly since?: number | undefined
+  readonly until?: number | undefined
+  readonly asOf?: AsOf.AsOf | undefined
+  /** Return events strictly after this (timestamp, partition, seq) cursor. */
+  readonly after?: Cursor | undefined
+  /** Return events at or after this sequence. */
+  readonly fromSeq?: number | undefined
+  readonly limit: number
+}
+
+/** A total order over a tenant's events across partitions: (timestamp, partition, seq). */
+export interface Cursor {
+  readonly timestamp: number
+  readonly partition: number
+  readonly seq: number
+}
+
+export interface PartitionStatus {
+  readonly partition: number
+  readonly seq: number
+  readonly watermark: number
+  readonly events: number
+  readonly streams: number
+}
+
+interface StreamEntry {
+  readonly tenant: string
+  readonly stream: string
+  /** `seqs[v]` is the partition sequence of stream version `v`. */
+  readonly seqs: Array<number>
+  /** Snapshots per reducer name: `snapshots.get(name)[k]` is the state after version `(k + 1) * every - 1`. */
+  snapshots: Map<string, Array<unknown>> | undefined
+}
+
+/** An append accepted into the pipeline, waiting for the commit that carries it to be acknowledged. */
+interface PendingAppend {
+  readonly events: ReadonlyArray<StoredEvent>
+  readonly bytes: number
+  readonly output: AppendOutput
+  readonly resume: (exit: Exit.Exit<AppendOutput, AppendFailure>) => void
+}
+
+interface InFlightCommit {
+  readonly commit: Commit
+  readonly appends: ReadonlyArray<PendingAppend>
+  done: boolean
+}
+
+/** A read or duplicate append waiting for the watermark to reach `seq`. */
+interface WatermarkWaiter {
+  readonly seq: number
+  readonly resume: () => void
+  readonly fail: (error: Errors.Unavailable) => void
+}
+
+const streamKey = (tenant: string, stream: string) => `${tenant}\u0000${stream}`
+const typeKey = (tenant: string, type: string) => `${tenant}\u0000${type}`
+
+/** Index of the first element of the ascending `seqs` whose event satisfies `atOrAfter`, by binary search. */
+const lowerBound = (seqs: ReadonlyArray<number>, atOrAfter: (seq: number) => boolean): number => {
+  let lo = 0
+  let hi = seqs.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (atOrAfter(seqs[mid]!)) hi = mid
+    else lo = mid + 1
+  }
+  return lo
+}
+
+const hex = (n: number, width: number) => n.toString(16).padStart(width, "0")
+
+export interface Partition {
+  readonly id: number
+  readonly append: (input: AppendInput) => Effect.Effect<AppendOutput, AppendFailure>
+  readonly readStream: (
+    tenant: string,
+    stream: string,
+    options: ReadStreamOptions
+  ) => Effect.Effect<ReadonlyArray<StoredEvent>>
+  readonly scan: (tenant: string, options: ScanOptions) => Effect.Effect<ReadonlyArray<StoredEvent>>
+  readonly reconstruct: <S>(
+    tenant: string,
+    stream: string,
+    reducer: Reducer.Reducer<S>,
+    asOf: AsOf.AsOf | undefined
+  ) => Effect.Effect<{ readonly version: number; readonly state: S }>
+  /** The stream's current durable version (-1 when it has no events). */
+  readonly streamVersion: (tenant: string, stream: string) => Effect.Effect<number>
+  readonly status: Effect.Effect<PartitionStatus>
+  /** Waits until the watermark reaches `seq` (read-your-writes for readers that did not write). */
+  readonly awaitWatermark: (seq: number) => Effect.Effect<void, Errors.Unavailable>
+}
+
+/**
+ * Opens partition `id`: opens its log, rebuilds the hot index by replaying it, and starts the writer.
+ * Everything is released with the scope.
+ */
+export const make = Effect.fnUntraced(function*(
+  id: number,
+  limits: PartitionLimits
+): Effect.fn.Return<Partition, LogError, EventLog | Scope.Scope> {
+  const eventLog = yield* EventLog
+  const clock = yield* Clock.Clock
+  const random = yield* Random.Random
+  const scope = yield* Effect.scope
+
+  // ---- state ---------------------------------------------------------------------------------------------------
+  let events: Array<StoredEvent> = []
+  let streams = new Map<string, StreamEntry>()
+  let byTenant = new Map<string, Array<number>>()
+  let byType = new Map<string, Array<number>>()
+  let eventIds = new Map<string, number>()
+  let seq = 0
+  let watermark = 0
+  let lastTimestamp = 0
+
+  // ---- write pipeline --------------------------------------------------------------------------------------------
+  let log: PartitionLog
+  let logScope: Scope.Closeable
+  let batch: Array<PendingAppend> = []
+  let pendingCount = 0
+  const inFlight: Array<InFlightCommit> = []
+  let waiters: Array<WatermarkWaiter> = []
+  /** Set while the partition reloads after a log failure: appends fail fast instead of queueing. */
+  let reloading = false
+  let wakeWriter: (() => void) | undefined
+
+  const unavailable = (message: string) => new Errors.Unavailable({ message, retryable: true })
+
+  const indexEvent = (event: StoredEvent, entry: StreamEntry) => {
+    if (event.seq !== events.length + 1) {
+      throw new Error(`partition ${id}: sequence gap, expected ${events.length + 1}, got ${event.seq}`)
+    }
+    if (event.streamVersion !== entry.seqs.length) {
+      throw new Error(`partition ${id}: version gap in ${event.stream}, expected ${entry.seqs.length}, got ${event.streamVersion}`)
+    }
+    if (event.timestamp < lastTimestamp) {
+      throw new Error(`partition ${id}: timestamp went backwards at seq ${event.seq}`)
+    }
+    lastTimestamp = event.timestamp
+    events.push(event)
+    entry.seqs.push(event.seq)
+    let tenantSeqs = byTenant.get(event.tenant)
+    if (tenantSeqs === undefined) byTenant.set(event.tenant, tenantSeqs = [])
+    tenantSeqs.push(event.seq)
+    const tk = typeKey(event.tenant, event.type)
+    let typeSeqs = byType.get(tk)
+    if (typeSeqs === undefined) byType.set(tk, typeSeqs = [])
+    typeSeqs.push(event.seq)
+    eventIds.set(event.eventId, event.seq)
+  }
+
+  const entryFor = (tenant: string, stream: string): StreamEntry => {
+    const key = streamKey(tenant, stream)
+    let entry = streams.get(key)
+    if (entry === undefined) {
+      entry = { tenant, stream, seqs: [], snapshots: undefined }
+      streams.set(key, entry)
+    }
+    return entry
+  }
+
+  const applyCommit = (commit: Commit) => {
+    if (commit.partition !== id) throw new Error(`partition ${id}: log holds a commit of partition ${commit.partition}`)
+    let s = commit.firstSeq
+    for (const e of commit.events) {
+      indexEvent({
+        eventId: e.eventId,
+        tenant: e.tenant,
+        stream: e.stream,
+        type: e.type,
+        data: e.data,
+        metadata: e.metadata,
+        timestamp: commit.timestamp,
+        streamVersion: e.streamVersion,
+        partition: id,
+        seq: s++
+      }, entryFor(e.tenant, e.stream))
+    }
+  }
+
+  /** Opens the log and rebuilds every index from it. Only durable commits exist afterwards. */
+  const load = Effect.gen(function*() {
+    events = []
+    streams = new Map()
+    byTenant = new Map()
+    byType = new Map()
+    eventIds = new Map()
+    seq = 0
+    watermark = 0
+    lastTimestamp = 0
+    logScope = yield* Scope.fork(scope)
+    log = yield* eventLog.open(id).pipe(Effect.provideService(Scope.Scope, logScope))
+    const last = yield* log.replay(1, applyCommit)
+    if (last !== events.length) {
+      return yield* Effect.die(new Error(`partition ${id}: log reports last seq ${last} but replay produced ${events.length}`))
+    }
+    seq = last
+    watermark = last
+  })
+
+  yield* load
+
+  // ---- watermark ---------------------------------------------------------------------------------------------
+  const advanceWatermark = (to: number) => {
+    if (to < watermark || to > seq) throw new Error(`partition ${id}: watermark ${watermark} -> ${to} (seq ${seq})`)
+    watermark = to
+    if (waiters.length > 0) {
+      const still: Array<WatermarkWaiter> = []
+      for (const w of waiters) if (w.seq <= watermark) w.resume()
+      else still.push(w)
+      waiters = still
+    }
+  }
+
+  const awaitWatermark = (target: number): Effect.Effect<void, Errors.Unavailable> =>
+    target <= watermark ? Effect.void : Effect.callback<void, Errors.Unavailable>((resume) => {
+      waiters.push({
+        seq: target,
+        resume: () => resume(Effect.void),
+        fail: (error) => resume(Effect.fail(error))
+      })
+    })
+
+  // ---- commits -----------------------------------------------------------------------------------------------
+  /** Takes appends off the batch into one commit: at least one append, then up to the commit limits. */
+  const cutCommit = (): InFlightCommit => {
+    const appends: Array<PendingAppend> = []
+    const commitEvents: Array<Commit["events"][number]> = []
+    let bytes = 0
+    let i = 0
+    for (; i < batch.length; i++) {
+      const p = batch[i]!
+      if (
+        appends.length > 0 &&
+        (commitEvents.length + p.events.length > limits.commitEventsMax || bytes + p.bytes > limits.commitBytesMax)
+      ) break
+      appends.push(p)
+      bytes += p.bytes
+      for (const e of p.events) {
+        commitEvents.push({
+          eventId: e.eventId,
+          tenant: e.tenant,
+          stream: e.stream,
+          type: e.type,
+          streamVersion: e.streamVersion,
+          data: e.data,
+          metadata: e.metadata
+        })
+      }
+    }
+    batch = i === batch.length ? [] : batch.slice(i)
+    const first = appends[0]!.events[0]!
+    return {
+      commit: { partition: id, firstSeq: first.seq, timestamp: first.timestamp, events: commitEvents },
+      appends,
+      done: false
+    }
+  }
+
+  const onCommitDone = (entry: InFlightCommit, exit: Exit.Exit<void, LogError>) => {
+    if (Exit.isFailure(exit)) {
+      // The log refused or lost this commit (and therefore every later one): nothing unacknowledged can be
+      // trusted. Fail it all, then rebuild from what the log holds.
+      if (!reloading) startReload(exit)
+      return
+    }
+    entry.done = true
+    // Acknowledgements arrive in order by contract; the FIFO makes that an asserted fact, not an assumption.
+    while (inFlight.length > 0 && inFlight[0]!.done) {
+      const head = inFlight.shift()!
+      advanceWatermark(lastSeq(head.commit))
+      for (const p of head.appends) {
+        pendingCount--
+        p.resume(Exit.succeed(p.output))
+      }
+    }
+    wakeWriter?.()
+  }
+
+  const startReload = (exit: Exit.Exit<void, LogError>) => {
+    reloading = true
+    const reason = Exit.isFailure(exit) ? String(exit.cause) : "unknown"
+    const error = unavailable(`partition ${id} lost its log position and is reloading; retry (${reason})`)
+    for (const c of inFlight.splice(0)) for (const p of c.appends) p.resume(Exit.fail(error))
+    for (const p of batch) p.resume(Exit.fail(error))
+    batch = []
+    pendingCount = 0
+    for (const w of waiters) w.fail(error)
+    waiters = []
+    Effect.runForkWith(services)(
+      Effect.gen(function*() {
+        yield* Effect.logWarning(`partition ${id}: log append failed, reloading from the log`, reason)
+        yield* Scope.close(logScope, Exit.void)
+        yield* load.pipe(
+          Effect.retry({ times: 10, schedule: Schedule.exponential("100 millis") }),
+          Effect.orDie
+        )
+        reloading = false
+        yield* Effect.logInfo(`partition ${id}: reloaded at seq ${seq}`)
+      })
+    )
+  }
+
+  const services = yield* Effect.context<never>()
+
+  const writer = Effect.gen(function*() {
+    while (true) {
+      yield* Effect.callback<void>((resume) => {
+        if (batch.length > 0 && inFlight.length < limits.commitsInFlightMax && !reloading) resume(Effect.void)
+        else {
+          wakeWriter = () => {
+            if (batch.length > 0 && inFlight.length < limits.commitsInFlightMax && !reloading) {
+              wakeWriter = undefined
+              resume(Effect.void)
+            }
+          }
+        }
+      })
+      if (limits.commitLingerMs > 0) yield* Effect.sleep(limits.commitLingerMs)
+      while (batch.length > 0 && inFlight.length < limits.commitsInFlightMax && !reloading) {
+        const entry = cutCommit()
+        inFlight.push(entry)
+        yield* Effect.forkChild(
+          log.append(entry.commit).pipe(Effect.exit, Effect.map((exit) => onCommitDone(entry, exit))),
+          { startImmediately: true }
+        )
+      }
+    }
+  })
+  yield* Effect.forkIn(writer, scope)
+
+  // ---- append ------------------------------------------------------------------------------------------------
+  const newEventId = (): string => {
+    // UUID v4 from the Random service (deterministic under a seeded Random in tests).
+    const a = random.nextIntUnsafe() >>> 0
+    const b = random.nextIntUnsafe() >>> 0
+    const c = random.nextIntUnsafe() >>> 0
+    const d = random.nextIntUnsafe() >>> 0
+    const h = hex(a, 8) + hex(b, 8) + hex(c, 8) + hex(d, 8)
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${
+      h.slice(17, 20)
+    }-${h.slice(20, 32)}`
+  }
+
+  /** The answer to an append whose events are all already stored: their original positions. */
+  const duplicateOf = (
+    input: AppendInput,
+    seqs: ReadonlyArray<number>
+  ): AppendOutput | Errors.InvalidRequest => {
+    for (let i = 0; i < seqs.length; i++) {
+      const e = events[seqs[i]! - 1]!
+      if (e.tenant !== input.tenant || e.stream !== input.stream) {
+        return new Errors.InvalidRequest({
+          field: `events[${i}].eventId`,
+          message: `event id ${e.eventId} is already used by another stream`
+        })
+      }
+      if (i > 0 && e.streamVersion !== events[seqs[i - 1]! - 1]!.streamVersion + 1) {
+        return new Errors.InvalidRequest({
+          field: `events[${i}].eventId`,
+          message: "these event ids were appended before, but not together in this order"
+        })
+      }
+    }
+    const first = events[seqs[0]! - 1]!
+    return {
+      firstVersion: first.streamVersion,
+      lastVersion: first.streamVersion + seqs.length - 1,
+      positions: seqs.map((s) => ({ partition: id, seq: s }))
+    }
+  }
+
+  const submit = (input: AppendInput, resume: (exit: Exit.Exit<AppendOutput, AppendFailure>) => void): void => {
+    if (reloading) return resume(Exit.fail(unavailable(`partition ${id} is reloading its log; retry`)))
+    const n = input.events.length
+    if (n === 0) {
+      return resume(Exit.fail(new Errors.InvalidRequest({ field: "events", message: "at least one event is required" })))
+    }
+    // Idempotency first: a retried append must get its original answer even though its expected version is stale.
+    let known = 0
+    const knownSeqs: Array<number> = []
+    for (let i = 0; i < n; i++) {
+      const eventId = input.events[i]!.eventId
+      if (eventId === undefined) continue
+      const s = eventIds.get(eventId)
+      if (s !== undefined) {
+        known++
+        knownSeqs.push(s)
+      }
+    }
+    if (known > 0) {
+      if (known !== n) {
+        return resume(Exit.fail(
+          new Errors.InvalidRequest({
+            field: "events",
+            message: `${known} of ${n} event ids were appended before: an append is either new or an exact retry`
+          })
+        ))
+      }
+      const answer = duplicateOf(input, knownSeqs)
+      if (answer instanceof Errors.InvalidRequest) return resume(Exit.fail(answer))
+      const highest = knownSeqs[knownSeqs.length - 1]!
+      // The original may still be in flight: answer only once it is durable.
+      if (highest <= watermark) return resume(Exit.succeed(answer))
+      waiters.push({
+        seq: highest,
+        resume: () => resume(Exit.succeed(answer)),
+        fail: (error) => resume(Exit.fail(error))
+      })
+      return
+    }
+    const existing = streams.get(streamKey(input.tenant, input.stream))
+    const current = existing === undefined ? -1 : existing.seqs.length - 1
+    if (!ExpectedVersion.isSatisfied(input.expectedVersion, current)) {
+      return resume(Exit.fail(
+        new Errors.WrongExpectedVersion({ stream: input.stream, expected: input.expectedVersion, actual: current })
+      ))
+    }
+    if (pendingCount >= limits.pendingAppendsMax) {
+      return resume(Exit.fail(unavailable(`partition ${id} has ${pendingCount} appends waiting (pendingAppendsMax)`)))
+    }
+    const seen = new Set<string>()
+    let bytes = 0
+    for (let i = 0; i < n; i++) {
+      const eventId = input.events[i]!.eventId
+      if (eventId !== undefined) {
+        if (seen.has(eventId)) {
+          return resume(Exit.fail(
+            new Errors.InvalidRequest({ field: `events[${i}].eventId`, message: "duplicate event id in one append" })
+          ))
+        }
+        seen.add(eventId)
+      }
+      bytes += input.events[i]!.bytes
+    }
+    const entry = existing ?? entryFor(input.tenant, input.stream)
+    const now = clock.currentTimeMillisUnsafe()
+    const timestamp = now > lastTimestamp ? now : lastTimestamp
+    const stored: Array<StoredEvent> = new Array(n)
+    const positions: Array<Event.Position> = new Array(n)
+    const firstVersion = current + 1
+    for (let i = 0; i < n; i++) {
+      const e = input.events[i]!
+      seq++
+      const event: StoredEvent = {
+        eventId: e.eventId ?? newEventId(),
+        tenant: input.tenant,
+        stream: input.stream,
+        type: e.type,
+        data: e.data,
+        metadata: e.metadata,
+        timestamp,
+        streamVersion: firstVersion + i,
+        partition: id,
+        seq
+      }
+      indexEvent(event, entry)
+      stored[i] = event
+      positions[i] = { partition: id, seq }
+    }
+    pendingCount++
+    batch.push({
+      events: stored,
+      bytes,
+      output: { firstVersion, lastVersion: firstVersion + n - 1, positions },
+      resume
+    })
+    wakeWriter?.()
+  }
+
+  const append = (input: AppendInput): Effect.Effect<AppendOutput, AppendFailure> =>
+    Effect.callback<AppendOutput, AppendFailure>((resume) => submit(input, resume))
+
+  // ---- reads -------------------------------------------------------------------------------------------------
+  /** The highest sequence a read at `asOf` may see: never above the watermark. */
+  const visibleSeq = (asOf: AsOf.AsOf | undefined): number => {
+    const bySeq = Math.min(watermark, AsOf.seqBound(asOf, id))
+    const t = AsOf.timeBound(asOf)
+    if (t === Infinity) return bySeq
+    // Timestamps are non-decreasing along the sequence: binary search the last event at or before t.
+    let lo = 0
+    let hi = bySeq
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (events[mid]!.timestamp <= t) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+
+  /** The highest version of `entry` visible at sequence `maxSeq`. */
+  const visibleVersion = (entry: StreamEntry, maxSeq: number): number =>
+    lowerBound(entry.seqs, (s) => s > maxSeq) - 1
+
+  const readStream = (tenant: string, stream: string, options: ReadStreamOptions) =>
+    Effect.sync((): ReadonlyArray<StoredEvent> => {
+      const entry = streams.get(streamKey(tenant, stream))
+      if (entry === undefined) return []
+      const top = visibleVersion(entry, visibleSeq(options.asOf))
+      const limit = Math.min(options.limit, limits.readEventsMax)
+      const out: Array<StoredEvent> = []
+      if (options.direction === "forward") {
+        for (let v = Math.max(0, options.fromVersion ?? 0); v <= top && out.length < limit; v++) {
+          out.push(events[entry.seqs[v]! - 1]!)
+        }
+      } else {
+        for (let v = Math.min(top, options.fromVersion ?? top); v >= 0 && out.length < limit; v--) {
+          out.push(events[entry.seqs[v]! - 1]!)
+        }
+      }
+      return out
+    })
+
+  const afterCursor = (e: StoredEvent, c: Cursor | undefined): boolean =>
+    c === undefined || e.timestamp > c.timestamp ||
+    (e.timestamp === c.timestamp && (id > c.partition || (id === c.partition && e.seq > c.seq)))
+
+  const scan = (tenant: string, options: ScanOptions) =>
+    Effect.sync((): ReadonlyArray<StoredEvent> => {
+      const maxSeq = visibleSeq(options.asOf)
+      const since = Math.max(options.since ?? -Infinity, options.after?.timestamp ?? -Infinity)
+      const until = options.until ?? Infinity
+      const fromSeq = options.fromSeq ?? 1
+      const limit = Math.min(options.limit, limits.readEventsMax)
+      const lists: Array<ReadonlyArray<number>> = []
+      if (options.types === undefined || options.types.length === 0) {
+        const all = byTenant.get(tenant)
+        if (all !== undefined) lists.push(all)
+      } else {
+        for (const type of new Set(options.types)) {
+          const l = byType.get(typeKey(tenant, type))
+          if (l !== undefined) lists.push(l)
+        }
+      }
+      // k-way merge by sequence (= time order within a partition) of the candidate lists.
+      const cursors = lists.map((l) => lowerBound(l, (s) => s >= fromSeq && events[s - 1]!.timestamp >= since))
+      const out: Array<StoredEvent> = []
+      while (out.length < limit) {
+        let best = -1
+        let bestSeq = Infinity
+        for (let k = 0; k < lists.length; k++) {
+          const s = lists[k]![cursors[k]!]
+          if (s !== undefined && s < bestSeq) {
+            best = k
+            bestSeq = s
+          }
+        }
+        if (best === -1 || bestSeq > maxSeq) break
+        cursors[best]!++
+        const e = events[bestSeq - 1]!
+        if (e.timestamp > until) break
+        if (afterCursor(e, options.after)) out.push(e)
+      }
+      return out
+    })
+
+  const reconstruct = <S>(tenant: string, stream: string, reducer: Reducer.Reducer<S>, asOf: AsOf.AsOf | undefined) =>
+    Effect.sync(() => {
+      const entry = streams.get(streamKey(tenant, stream))
+      if (entry === undefined) return { version: -1, state: reducer.initial }
+      const top = visibleVersion(entry, visibleSeq(asOf))
+      const every = limits.snapshotEveryEvents
+      // Snapshots only ever cover durable versions (top <= watermark), so a reload never invalidates them.
+      let snapshots = entry.snapshots?.get(reducer.name) as Array<S> | undefined
+      if (snapshots === undefined && every > 0) {
+        snapshots = []
+        ;(entry.snapshots ??= new Map()).set(reducer.name, snapshots)
+      }
+      let state = reducer.initial
+      let v = 0
+      if (snapshots !== undefined && every > 0) {
+        const k = Math.min(snapshots.length, Math.floor((top + 1) / every))
+        if (k > 0) {
+          state = snapshots[k - 1]!
+          v = k * every
+        }
+      }
+      for (; v <= top; v++) {
+        state = reducer.step(state, events[entry.seqs[v]! - 1]!)
+        if (snapshots !== undefined && every > 0 && (v + 1) % every === 0 && snapshots.length === (v + 1) / every - 1) {
+          snapshots.push(state)
+        }
+      }
+      return { version: top, state }
+    })
+
+  const streamVersion = (tenant: string, stream: string) =>
+    Effect.sync(() => {
+      const entry = streams.get(streamKey(tenant, stream))
+      return entry === undefined ? -1 : visibleVersion(entry, watermark)
+    })
+
+  const status = Effect.sync((): PartitionStatus => ({
+    partition: id,
+    seq,
+    watermark,
+    events: watermark,
+    streams: streams.size
+  }))
+
+  return { id, append, readStream, scan, reconstruct, streamVersion, status, awaitWatermark }
+})
