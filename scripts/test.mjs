@@ -28,4 +28,5 @@ if (run(process.execPath, [path.join(root, "scripts", "nats-server.mjs")]) !== 0
   process.exit(1)
 }
 console.log("» vitest")
-process.exit(run(bin("vitest"), ["run", ...process.argv.slice(2)]))
+// vitest runs on this same Node 22 (its .bin shim would pick whatever `node` is first on PATH).
+process.exit(run(process.execPath, [path.join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...process.argv.slice(2)]))

@@ -55,7 +55,7 @@ describe("nats-server (single node)", () => {
       server.monitorPort,
       "/varz",
     );
-    const [major, minor] = varz.version.split(".").map(Number);
+    const [major = 0, minor = 0] = varz.version.split(".").map(Number);
     expect(major * 100 + minor).toBeGreaterThanOrEqual(210);
     expect(varz.max_payload).toBe(8 * 1024 * 1024);
     expect(varz.jetstream.config.sync_always).toBe(true);

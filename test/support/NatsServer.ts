@@ -98,7 +98,16 @@ function natsServerBinary(): Promise<string> {
 // process registry: everything still running is killed when this process exits
 
 const live = new Set<ChildProcess>();
+/** Temp directories created here, removed by stop() or at exit (unless CHRONOS_KEEP_NATS_DIRS is set). */
+const ownedDirs = new Set<string>();
 let exitHooksInstalled = false;
+
+const keepDirs = (): boolean => Boolean(process.env.CHRONOS_KEEP_NATS_DIRS);
+
+async function removeOwnedDir(dir: string): Promise<void> {
+  ownedDirs.delete(dir);
+  if (!keepDirs()) await fsp.rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
+}
 
 function killAllSync(): void {
   for (const child of live) {
@@ -109,6 +118,16 @@ function killAllSync(): void {
     }
   }
   live.clear();
+  if (!keepDirs()) {
+    for (const dir of ownedDirs) {
+      try {
+        fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+      } catch {
+        // best effort
+      }
+    }
+  }
+  ownedDirs.clear();
 }
 
 function installExitHooks(): void {
@@ -360,9 +379,7 @@ class ServerProcess implements NatsServerHandle {
     if (this.stopped) return;
     this.stopped = true;
     await this.terminate();
-    if (this.ownsDir && !process.env.CHRONOS_KEEP_NATS_DIRS) {
-      await fsp.rm(this.spec.dir, { recursive: true, force: true }).catch(() => {});
-    }
+    if (this.ownsDir) await removeOwnedDir(this.spec.dir);
   }
 }
 
@@ -377,7 +394,10 @@ export class NatsStartError extends Error {
 }
 
 async function makeDir(prefix: string): Promise<string> {
-  return fsp.mkdtemp(path.join(os.tmpdir(), prefix));
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), prefix));
+  ownedDirs.add(dir);
+  installExitHooks();
+  return dir;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -389,7 +409,9 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   const attempts = opts.port === undefined ? 3 : 1;
   for (let attempt = 1; ; attempt++) {
     const dir = await makeDir("chronos-nats-");
-    const [port, monitorPort] = opts.port === undefined ? await freePorts(2) : [opts.port, (await freePorts(1))[0]];
+    const picked = await freePorts(2);
+    const port = opts.port ?? picked[0]!;
+    const monitorPort = picked[1]!;
     const server = new ServerProcess(
       {
         name: `s${port}`,
@@ -429,10 +451,10 @@ export async function startNatsCluster(opts: NatsClusterOptions = {}): Promise<N
           name: `n${i + 1}`,
           dir,
           storeDir: path.join(dir, "store"),
-          port: ports[i],
-          monitorPort: ports[size + i],
+          port: ports[i]!,
+          monitorPort: ports[size + i]!,
           syncAlways: opts.syncAlways ?? true,
-          cluster: { name: clusterName, port: routePorts[i], routes: routePorts },
+          cluster: { name: clusterName, port: routePorts[i]!, routes: routePorts },
         },
         false,
       );
@@ -514,6 +536,6 @@ class Cluster implements NatsClusterHandle {
 
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop()));
-    if (!process.env.CHRONOS_KEEP_NATS_DIRS) await fsp.rm(this.root, { recursive: true, force: true }).catch(() => {});
+    await removeOwnedDir(this.root);
   }
 }

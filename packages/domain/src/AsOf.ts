@@ -40,3 +40,9 @@ export const seqBound = (asOf: AsOf | undefined, partition: number): number =>
 /** The latest timestamp a read at `asOf` may see (`Infinity`: no time bound). */
 export const timeBound = (asOf: AsOf | undefined): number =>
   asOf === undefined || asOf._tag === "Positions" ? Infinity : asOf.epochMs
+
+/** The text form of an `AsOf`, accepted back by `parse`. */
+export const format = (asOf: AsOf): string =>
+  asOf._tag === "Timestamp"
+    ? new Date(asOf.epochMs).toISOString()
+    : [...asOf.positions].map(([p, s]) => `${p}:${s}`).join(",")

@@ -396,6 +396,7 @@ export const make = Effect.fnUntraced(function*(
       if (limits.commitLingerMs > 0) yield* Effect.sleep(limits.commitLingerMs)
       while (batch.length > 0 && inFlight.length < limits.commitsInFlightMax && !reloading) {
         const entry = cutCommit()
+        if (process.env.CHRONOS_DEBUG_COMMITS) console.error(`p${id} commit ${entry.commit.events.length}`)
         inFlight.push(entry)
         yield* Effect.forkChild(
           log.append(entry.commit).pipe(Effect.exit, Effect.map((exit) => onCommitDone(entry, exit))),
@@ -453,7 +454,20 @@ export const make = Effect.fnUntraced(function*(
     if (n === 0) {
       return resume(Exit.fail(new Errors.InvalidRequest({ field: "events", message: "at least one event is required" })))
     }
-    // Idempotency first: a retried append must get its original answer even though its expected version is stale.
+    if (n > 1) {
+      const seen = new Set<string>()
+      for (let i = 0; i < n; i++) {
+        const eventId = input.events[i]!.eventId
+        if (eventId === undefined) continue
+        if (seen.has(eventId)) {
+          return resume(Exit.fail(
+            new Errors.InvalidRequest({ field: `events[${i}].eventId`, message: "duplicate event id in one append" })
+          ))
+        }
+        seen.add(eventId)
+      }
+    }
+    // Idempotency next: a retried append must get its original answer even though its expected version is stale.
     let known = 0
     const knownSeqs: Array<number> = []
     for (let i = 0; i < n; i++) {
@@ -496,20 +510,8 @@ export const make = Effect.fnUntraced(function*(
     if (pendingCount >= limits.pendingAppendsMax) {
       return resume(Exit.fail(unavailable(`partition ${id} has ${pendingCount} appends waiting (pendingAppendsMax)`)))
     }
-    const seen = new Set<string>()
     let bytes = 0
-    for (let i = 0; i < n; i++) {
-      const eventId = input.events[i]!.eventId
-      if (eventId !== undefined) {
-        if (seen.has(eventId)) {
-          return resume(Exit.fail(
-            new Errors.InvalidRequest({ field: `events[${i}].eventId`, message: "duplicate event id in one append" })
-          ))
-        }
-        seen.add(eventId)
-      }
-      bytes += input.events[i]!.bytes
-    }
+    for (let i = 0; i < n; i++) bytes += input.events[i]!.bytes
     const entry = existing ?? entryFor(input.tenant, input.stream)
     const now = clock.currentTimeMillisUnsafe()
     const timestamp = now > lastTimestamp ? now : lastTimestamp

@@ -1,0 +1,256 @@
+/**
+ * The partition as an `effect/cluster` entity: entity type "Partition", entity id = partition number. The cluster
+ * guarantees one active instance per partition across all runners, which makes it the partition's single writer;
+ * the instance rebuilds its state from the log when it activates (after a failover, on another runner).
+ *
+ * This module owns the RPC protocol of a partition and two layers:
+ *  - `layerEntity`: registers the entity on this runner (the handlers call a local `Partition`);
+ *  - `layerRouter`: an `Engine.Router` that reaches each partition through the entity client, wherever it lives.
+ *
+ * Cluster messages are volatile: the log is the durable truth, and appends are idempotent by event id, so a client
+ * that re-sends after a failover gets the original answer instead of a duplicate.
+ */
+import { Effect, Layer, Schema } from "effect"
+import { Entity, type Sharding } from "effect/cluster"
+import { Rpc } from "effect/rpc"
+import { ChronosConfig } from "@chronos/config"
+import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
+import { type PartitionRouter, Router } from "./Engine.ts"
+import type { EventLog } from "./EventLog.ts"
+import * as Partition from "./Partition.ts"
+
+const StoredEventSchema = Schema.Struct({
+  eventId: Schema.String,
+  tenant: Schema.String,
+  stream: Schema.String,
+  type: Schema.String,
+  data: Schema.Unknown,
+  metadata: Schema.Record(Schema.String, Schema.Unknown),
+  timestamp: Schema.Number,
+  streamVersion: Schema.Int,
+  partition: Schema.Int,
+  seq: Schema.Int
+})
+
+const StoredEvents = Schema.Array(StoredEventSchema)
+
+export const Append = Rpc.make("Append", {
+  payload: {
+    tenant: Schema.String,
+    stream: Schema.String,
+    expectedVersion: ExpectedVersion.ExpectedVersion,
+    events: Schema.Array(Schema.Struct({
+      eventId: Schema.optionalKey(Schema.String),
+      type: Schema.String,
+      data: Schema.Unknown,
+      metadata: Schema.Record(Schema.String, Schema.Unknown),
+      bytes: Schema.Number
+    }))
+  },
+  success: Schema.Struct({
+    firstVersion: Schema.Int,
+    lastVersion: Schema.Int,
+    positions: Schema.Array(Schema.Struct({ partition: Schema.Int, seq: Schema.Int }))
+  }),
+  error: Schema.Union([Errors.WrongExpectedVersion, Errors.InvalidRequest, Errors.LimitExceeded, Errors.Unavailable])
+})
+
+export const ReadStream = Rpc.make("ReadStream", {
+  payload: {
+    tenant: Schema.String,
+    stream: Schema.String,
+    fromVersion: Schema.optionalKey(Schema.Int),
+    limit: Schema.Int,
+    direction: Schema.Literals(["forward", "backward"]),
+    asOf: Schema.optionalKey(Schema.String)
+  },
+  success: StoredEvents
+})
+
+export const Scan = Rpc.make("Scan", {
+  payload: {
+    tenant: Schema.String,
+    types: Schema.optionalKey(Schema.Array(Schema.String)),
+    since: Schema.optionalKey(Schema.Number),
+    until: Schema.optionalKey(Schema.Number),
+    asOf: Schema.optionalKey(Schema.String),
+    after: Schema.optionalKey(Schema.Struct({ timestamp: Schema.Number, partition: Schema.Int, seq: Schema.Int })),
+    fromSeq: Schema.optionalKey(Schema.Int),
+    limit: Schema.Int
+  },
+  success: StoredEvents
+})
+
+export const Reconstruct = Rpc.make("Reconstruct", {
+  payload: {
+    tenant: Schema.String,
+    stream: Schema.String,
+    reducer: Schema.String,
+    asOf: Schema.optionalKey(Schema.String)
+  },
+  success: Schema.Struct({ version: Schema.Int, state: Schema.Unknown }),
+  error: Errors.InvalidRequest
+})
+
+export const Status = Rpc.make("Status", {
+  success: Schema.Struct({
+    partition: Schema.Int,
+    seq: Schema.Int,
+    watermark: Schema.Int,
+    events: Schema.Int,
+    streams: Schema.Int,
+    runner: Schema.String
+  })
+})
+
+export const PartitionEntity = Entity.make("Partition", [Append, ReadStream, Scan, Reconstruct, Status])
+
+const parseAsOf = (asOf: string | undefined): AsOf.AsOf | undefined =>
+  asOf === undefined ? undefined : AsOf.parse(asOf).pipe((o) => o._tag === "Some" ? o.value : undefined)
+
+/** Registers the Partition entity on this runner. Each activation opens its partition's log and replays it. */
+export const layerEntity: Layer.Layer<never, never, Sharding.Sharding | ChronosConfig | EventLog> = PartitionEntity
+  .toLayer(
+    Effect.gen(function*() {
+      const address = yield* Entity.CurrentAddress
+      const runner = yield* Entity.CurrentRunnerAddress
+      const config = yield* ChronosConfig
+      const id = Number(address.entityId)
+      if (!Number.isInteger(id) || id < 0 || id >= config.partitions) {
+        return yield* Effect.die(new Error(`Partition entity id ${address.entityId} is not a partition of ${config.partitions}`))
+      }
+      const partition = yield* Partition.make(id, config).pipe(Effect.orDie)
+      // A partition stays resident: passivating it would throw away its hot index.
+      yield* Entity.keepAlive(true)
+      const owner = `${runner.host}:${runner.port}`
+      yield* Effect.logInfo(`partition ${id} active on ${owner}`)
+      return PartitionEntity.of({
+        Append: ({ payload }) =>
+          partition.append({
+            tenant: payload.tenant,
+            stream: payload.stream,
+            expectedVersion: payload.expectedVersion,
+            events: payload.events.map((e) => ({ ...e, eventId: e.eventId }))
+          }),
+        ReadStream: ({ payload }) =>
+          partition.readStream(payload.tenant, payload.stream, {
+            fromVersion: payload.fromVersion,
+            limit: payload.limit,
+            direction: payload.direction,
+            asOf: parseAsOf(payload.asOf)
+          }),
+        Scan: ({ payload }) => partition.scan(payload.tenant, { ...payload, asOf: parseAsOf(payload.asOf) }),
+        Reconstruct: ({ payload }) => {
+          const reducer = Reducer.fromName(payload.reducer)
+          return reducer._tag === "None"
+            ? Effect.fail(new Errors.InvalidRequest({ field: "reducer", message: `unknown reducer ${payload.reducer}` }))
+            : partition.reconstruct(payload.tenant, payload.stream, reducer.value, parseAsOf(payload.asOf))
+        },
+        Status: () => Effect.map(partition.status, (s) => ({ ...s, runner: owner }))
+      })
+    }),
+    // Appends must not wait for each other: the partition pipelines them and keeps their order itself.
+    { concurrency: "unbounded" }
+  )
+
+const unavailable = (error: { readonly _tag: string }) =>
+  new Errors.Unavailable({ message: `partition unreachable: ${error._tag}`, retryable: true })
+
+/** An `Engine.Router` over the entity client: each partition is reached wherever the cluster placed it. */
+export const layerRouter: Layer.Layer<Router, never, Sharding.Sharding> = Layer.effect(
+  Router,
+  Effect.gen(function*() {
+    const clientFor = yield* PartitionEntity.client
+    const clients = new Map<number, ReturnType<typeof clientFor>>()
+    const client = (p: number) => {
+      let c = clients.get(p)
+      if (c === undefined) clients.set(p, c = clientFor(String(p)))
+      return c
+    }
+    const owners = new Map<number, string>()
+    const router: PartitionRouter = {
+      owner: (p) => owners.get(p) ?? "unknown",
+      append: (p, input) =>
+        client(p).Append({
+          tenant: input.tenant,
+          stream: input.stream,
+          expectedVersion: input.expectedVersion,
+          events: input.events.map((e) => ({
+            ...(e.eventId === undefined ? {} : { eventId: e.eventId }),
+            type: e.type,
+            data: e.data,
+            metadata: e.metadata,
+            bytes: e.bytes
+          }))
+        }).pipe(
+          Effect.catchTags({
+            MailboxFull: (e) => Effect.fail(unavailable(e)),
+            AlreadyProcessingMessage: (e) => Effect.fail(unavailable(e)),
+            PersistenceError: (e) => Effect.fail(unavailable(e)),
+            EntityNotAssignedToRunner: (e) => Effect.fail(unavailable(e))
+          })
+        ),
+      readStream: (p, tenant, stream, options) =>
+        client(p).ReadStream({
+          tenant,
+          stream,
+          ...(options.fromVersion === undefined ? {} : { fromVersion: options.fromVersion }),
+          limit: options.limit,
+          direction: options.direction,
+          ...(options.asOf === undefined ? {} : { asOf: AsOf.format(options.asOf) })
+        }).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
+      scan: (p, tenant, options) =>
+        client(p).Scan({
+          tenant,
+          limit: options.limit,
+          ...(options.types === undefined ? {} : { types: options.types }),
+          ...(options.since === undefined ? {} : { since: options.since }),
+          ...(options.until === undefined ? {} : { until: options.until }),
+          ...(options.asOf === undefined ? {} : { asOf: AsOf.format(options.asOf) }),
+          ...(options.after === undefined ? {} : { after: options.after }),
+          ...(options.fromSeq === undefined ? {} : { fromSeq: options.fromSeq })
+        }).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
+      reconstruct: (p, tenant, stream, reducer, asOf) =>
+        Reducer.fromName(reducer.name)._tag === "Some"
+          ? client(p).Reconstruct({
+            tenant,
+            stream,
+            reducer: reducer.name,
+            ...(asOf === undefined ? {} : { asOf: AsOf.format(asOf) })
+          }).pipe(Effect.catch((e) => Effect.fail(unavailable(e))))
+          // A function reducer cannot cross the network: fold the stream here, page by page.
+          : foldRemotely(router, p, tenant, stream, reducer, asOf),
+      status: (p) =>
+        client(p).Status().pipe(
+          Effect.tap((s) => Effect.sync(() => owners.set(p, s.runner))),
+          Effect.catch((e) => Effect.fail(unavailable(e)))
+        )
+    }
+    return router
+  })
+)
+
+const foldRemotely = (
+  router: PartitionRouter,
+  p: number,
+  tenant: string,
+  stream: string,
+  reducer: Reducer.Reducer,
+  asOf: AsOf.AsOf | undefined
+) =>
+  Effect.gen(function*() {
+    const page = 1_000
+    let state = reducer.initial
+    let version = -1
+    while (true) {
+      const events: ReadonlyArray<Event.StoredEvent> = yield* router.readStream(p, tenant, stream, {
+        fromVersion: version + 1,
+        limit: page,
+        direction: "forward",
+        asOf
+      })
+      for (const e of events) state = reducer.step(state, e)
+      if (events.length > 0) version = events[events.length - 1]!.streamVersion
+      if (events.length < page) return { version, state }
+    }
+  })
