@@ -17,6 +17,14 @@ describe("Partitioning", () => {
     expect(Partitioning.partitionOf(tenant, key, 32)).toBe(partition)
   })
 
+  it("hashes strings exactly as the bytes of their UTF-8 encoding (emoji, CJK, lone surrogate)", () => {
+    const encoder = new TextEncoder()
+    for (const [t, k] of [["t", "😀-stream"], ["租户", "流"], ["x", "a\ud800b"]] as const) {
+      const bytes = [...encoder.encode(t), 0, ...encoder.encode(k)]
+      expect(Partitioning.hashStreamKey(t, k)).toBe(Partitioning.fnv1a32(new Uint8Array(bytes)))
+    }
+  })
+
   it("separates tenant and key (no concatenation collisions)", () => {
     expect(Partitioning.hashStreamKey("ab", "c")).not.toBe(Partitioning.hashStreamKey("a", "bc"))
   })

@@ -7,7 +7,7 @@
  * (embedded mode, single node); `PartitionEntity.layerRouter` sends it to the `Partition` entity of
  * `effect/cluster`, wherever its shard lives.
  */
-import { Context, Effect, Layer, Option, Schema } from "effect"
+import { Context, Effect, Exit, Layer, Option, Schema } from "effect"
 import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
 import { AsOf, Errors, type Event, Ids, Partitioning, Reducer } from "@chronos/domain"
 import type { LogError } from "./EventLog.ts"
@@ -23,6 +23,10 @@ export interface PartitionRouter {
     partition: number,
     input: Partition.AppendInput
   ) => Effect.Effect<Partition.AppendOutput, Partition.AppendFailure>
+  readonly appendMany: (
+    partition: number,
+    inputs: ReadonlyArray<Partition.AppendInput>
+  ) => Effect.Effect<Array<Exit.Exit<Partition.AppendOutput, Partition.AppendFailure>>>
   readonly readStream: (
     partition: number,
     tenant: string,
@@ -45,6 +49,12 @@ export interface PartitionRouter {
 }
 
 export class Router extends Context.Service<Router, PartitionRouter>()("chronos/engine/Engine/Router") {}
+
+export interface AppendCommand {
+  readonly tenant: string
+  readonly stream: string
+  readonly request: Event.AppendRequest
+}
 
 export interface ReadStreamRequest {
   readonly fromVersion?: number | undefined
@@ -77,6 +87,14 @@ export interface EngineShape {
     stream: string,
     request: Event.AppendRequest
   ) => Effect.Effect<Event.AppendResult, Errors.AppendError>
+  /**
+   * Many independent appends (any streams, each with its own expected version) submitted at once; results come
+   * back in the same order, each a success or its own typed failure. This is how a writer pipelines without paying
+   * for a fiber per append.
+   */
+  readonly appendMany: (
+    appends: ReadonlyArray<AppendCommand>
+  ) => Effect.Effect<Array<Exit.Exit<Event.AppendResult, Errors.AppendError>>>
   readonly readStream: (
     tenant: string,
     stream: string,
@@ -140,6 +158,7 @@ export const localRouter = (partitions: ReadonlyArray<Partition.Partition>, owne
   return {
     owner: () => owner,
     append: (p, input) => at(p).append(input),
+    appendMany: (p, inputs) => at(p).appendMany(inputs),
     readStream: (p, tenant, stream, options) => at(p).readStream(tenant, stream, options),
     scan: (p, tenant, options) => at(p).scan(tenant, options),
     reconstruct: (p, tenant, stream, reducer, asOf) => at(p).reconstruct(tenant, stream, reducer, asOf),
@@ -192,11 +211,10 @@ const parseCursor = (after: string | undefined): Effect.Effect<Partition.Cursor 
 const orderByPosition = (a: StoredEvent, b: StoredEvent) =>
   a.timestamp - b.timestamp || a.partition - b.partition || a.seq - b.seq
 
-const jsonBytes = (value: unknown): number => {
-  if (value === undefined) return 0
-  const json = JSON.stringify(value)
-  // UTF-16 length is exact for ASCII; only pay for a byte count when multi-byte text could matter.
-  return /^[\x00-\x7f]*$/.test(json) ? json.length : Buffer.byteLength(json)
+/** UTF-8 length of a JSON text; the UTF-16 length is exact for ASCII, the common case, and much cheaper. */
+const byteLength = (json: string): number => {
+  for (let i = 0; i < json.length; i++) if (json.charCodeAt(i) > 0x7f) return Buffer.byteLength(json)
+  return json.length
 }
 
 export const make = (config: ChronosConfigShape, router: PartitionRouter): EngineShape => {
@@ -223,52 +241,106 @@ export const make = (config: ChronosConfigShape, router: PartitionRouter): Engin
       ? Effect.succeed(undefined)
       : Effect.forEach(types, (t, i) => decodeId(Ids.EventType, `types[${i}]`, t))
 
-  const append: EngineShape["append"] = (tenant, stream, request) =>
-    Effect.gen(function*() {
-      yield* validTenant(tenant)
-      yield* validStream(stream)
-      const n = request.events.length
-      if (n === 0) return yield* invalid("events", "at least one event is required")
-      if (n > config.appendEventsMax) {
-        return yield* new Errors.LimitExceeded({
-          limit: "appendEventsMax",
-          max: config.appendEventsMax,
-          actual: n,
-          message: `one append carries at most ${config.appendEventsMax} events`
-        })
-      }
-      const accepted: Array<Partition.AcceptedEvent> = new Array(n)
-      let total = 0
-      for (let i = 0; i < n; i++) {
-        const e = request.events[i]!
-        const bytes = jsonBytes(e.data) + jsonBytes(e.metadata)
-        if (bytes > config.eventBytesMax) {
-          return yield* new Errors.LimitExceeded({
-            limit: "eventBytesMax",
-            max: config.eventBytesMax,
-            actual: bytes,
-            message: `events[${i}]: data + metadata are ${bytes} bytes as JSON, over ${config.eventBytesMax}`
-          })
-        }
-        total += bytes
-        accepted[i] = { eventId: e.eventId, type: e.type, data: e.data, metadata: e.metadata ?? {}, bytes }
-      }
-      // One append is one atomic commit, so it must fit in one log record.
-      if (total > config.commitBytesMax) {
-        return yield* new Errors.LimitExceeded({
-          limit: "commitBytesMax",
-          max: config.commitBytesMax,
-          actual: total,
-          message: `one append is committed atomically and must fit in ${config.commitBytesMax} bytes`
-        })
-      }
-      const output = yield* router.append(partitionOf(tenant, stream), {
-        tenant,
-        stream,
-        expectedVersion: request.expectedVersion ?? "any",
-        events: accepted
+  // Identifiers already seen valid skip their schema check: the hot path sees the same streams over and over.
+  // Bounded: the cache is dropped whole when full (a cheap, allocation-free eviction).
+  const validNames = new Set<string>()
+  const validNamesMax = 65_536
+  const checkName = (schema: typeof Ids.TenantId | typeof Ids.StreamId, field: string, key: string, value: string) => {
+    if (validNames.has(key)) return undefined
+    const result = Schema.decodeUnknownExit(schema)(value)
+    if (result._tag === "Failure") return invalid(field, `invalid ${field}: ${JSON.stringify(value).slice(0, 300)}`)
+    if (validNames.size >= validNamesMax) validNames.clear()
+    validNames.add(key)
+    return undefined
+  }
+
+  /** Validates an append synchronously (no fiber, no generator: this is the hottest path of the store). */
+  const acceptAppend = (
+    tenant: string,
+    stream: string,
+    request: Event.AppendRequest
+  ): Partition.AppendInput | Errors.InvalidRequest | Errors.LimitExceeded => {
+    const badName = checkName(Ids.TenantId, "tenant", `t\u0000${tenant}`, tenant) ??
+      checkName(Ids.StreamId, "stream", `s\u0000${stream}`, stream)
+    if (badName !== undefined) return badName
+    const n = request.events.length
+    if (n === 0) return invalid("events", "at least one event is required")
+    if (n > config.appendEventsMax) {
+      return new Errors.LimitExceeded({
+        limit: "appendEventsMax",
+        max: config.appendEventsMax,
+        actual: n,
+        message: `one append carries at most ${config.appendEventsMax} events`
       })
-      return output
+    }
+    const accepted: Array<Partition.AcceptedEvent> = new Array(n)
+    let total = 0
+    for (let i = 0; i < n; i++) {
+      const e = request.events[i]!
+      const dataJson = JSON.stringify(e.data) ?? "null"
+      const metadataJson = e.metadata === undefined ? "{}" : JSON.stringify(e.metadata)
+      const bytes = byteLength(dataJson) + byteLength(metadataJson)
+      if (bytes > config.eventBytesMax) {
+        return new Errors.LimitExceeded({
+          limit: "eventBytesMax",
+          max: config.eventBytesMax,
+          actual: bytes,
+          message: `events[${i}]: data + metadata are ${bytes} bytes as JSON, over ${config.eventBytesMax}`
+        })
+      }
+      total += bytes
+      accepted[i] = {
+        eventId: e.eventId,
+        type: e.type,
+        data: e.data,
+        metadata: e.metadata ?? {},
+        bytes,
+        dataJson,
+        metadataJson
+      }
+    }
+    // One append is one atomic commit, so it must fit in one log record.
+    if (total > config.commitBytesMax) {
+      return new Errors.LimitExceeded({
+        limit: "commitBytesMax",
+        max: config.commitBytesMax,
+        actual: total,
+        message: `one append is committed atomically and must fit in ${config.commitBytesMax} bytes`
+      })
+    }
+    return { tenant, stream, expectedVersion: request.expectedVersion ?? "any", events: accepted }
+  }
+
+  const append: EngineShape["append"] = (tenant, stream, request) => {
+    const input = acceptAppend(tenant, stream, request)
+    return "events" in input ? router.append(partitionOf(tenant, stream), input) : Effect.fail(input)
+  }
+
+  const appendMany: EngineShape["appendMany"] = (appends) =>
+    Effect.suspend(() => {
+      const out: Array<Exit.Exit<Event.AppendResult, Errors.AppendError>> = new Array(appends.length)
+      const byPartition = new Map<number, { inputs: Array<Partition.AppendInput>; slots: Array<number> }>()
+      for (let i = 0; i < appends.length; i++) {
+        const { request, stream, tenant } = appends[i]!
+        const input = acceptAppend(tenant, stream, request)
+        if (!("events" in input)) {
+          out[i] = Exit.fail(input)
+          continue
+        }
+        const p = partitionOf(tenant, stream)
+        let group = byPartition.get(p)
+        if (group === undefined) byPartition.set(p, group = { inputs: [], slots: [] })
+        group.inputs.push(input)
+        group.slots.push(i)
+      }
+      return Effect.forEach(
+        byPartition,
+        ([p, group]) =>
+          Effect.map(router.appendMany(p, group.inputs), (exits) => {
+            for (let k = 0; k < exits.length; k++) out[group.slots[k]!] = exits[k]!
+          }),
+        { concurrency: "unbounded", discard: true }
+      ).pipe(Effect.as(out))
     })
 
   const readStream: EngineShape["readStream"] = (tenant, stream, request) =>
@@ -355,5 +427,5 @@ export const make = (config: ChronosConfigShape, router: PartitionRouter): Engin
     { concurrency: "unbounded" }
   )
 
-  return { config, append, readStream, query, readPartition, state, partitions, partitionOf }
+  return { config, append, appendMany, readStream, query, readPartition, state, partitions, partitionOf }
 }

@@ -21,7 +21,7 @@
 import { Clock, Effect, Exit, Random, Schedule, Scope } from "effect"
 import type { ChronosConfigShape } from "@chronos/config"
 import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
-import { type Commit, lastSeq } from "./Commit.ts"
+import { type Commit, encodeRow, encodeRowFrom, lastSeq } from "./Commit.ts"
 import { EventLog, type LogError, type PartitionLog } from "./EventLog.ts"
 
 type StoredEvent = Event.StoredEvent
@@ -45,6 +45,9 @@ export interface AcceptedEvent {
   readonly metadata: Readonly<Record<string, unknown>>
   /** Bytes of `data` + `metadata` as JSON (measured by the gateway, used to size commits). */
   readonly bytes: number
+  /** `data` and `metadata` as JSON, when the gateway already produced it (reused for the commit body). */
+  readonly dataJson?: string | undefined
+  readonly metadataJson?: string | undefined
 }
 
 export interface AppendInput {
@@ -110,6 +113,8 @@ interface StreamEntry {
 /** An append accepted into the pipeline, waiting for the commit that carries it to be acknowledged. */
 interface PendingAppend {
   readonly events: ReadonlyArray<StoredEvent>
+  /** The events as commit body rows (`Commit.encodeRow`). */
+  readonly rows: ReadonlyArray<string>
   readonly bytes: number
   readonly output: AppendOutput
   readonly resume: (exit: Exit.Exit<AppendOutput, AppendFailure>) => void
@@ -143,11 +148,18 @@ const lowerBound = (seqs: ReadonlyArray<number>, atOrAfter: (seq: number) => boo
   return lo
 }
 
-const hex = (n: number, width: number) => n.toString(16).padStart(width, "0")
+const HEX: ReadonlyArray<string> = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
 
 export interface Partition {
   readonly id: number
   readonly append: (input: AppendInput) => Effect.Effect<AppendOutput, AppendFailure>
+  /**
+   * Submits many independent appends at once, in order, and waits for all of them: the same pipeline and group
+   * commit as `append`, without a fiber per append. Each append succeeds or fails on its own.
+   */
+  readonly appendMany: (
+    inputs: ReadonlyArray<AppendInput>
+  ) => Effect.Effect<Array<Exit.Exit<AppendOutput, AppendFailure>>>
   readonly readStream: (
     tenant: string,
     stream: string,
@@ -302,7 +314,8 @@ export const make = Effect.fnUntraced(function*(
   /** Takes appends off the batch into one commit: at least one append, then up to the commit limits. */
   const cutCommit = (): InFlightCommit => {
     const appends: Array<PendingAppend> = []
-    const commitEvents: Array<Commit["events"][number]> = []
+    const commitEvents: Array<StoredEvent> = []
+    const rows: Array<string> = []
     let bytes = 0
     let i = 0
     for (; i < batch.length; i++) {
@@ -313,22 +326,16 @@ export const make = Effect.fnUntraced(function*(
       ) break
       appends.push(p)
       bytes += p.bytes
-      for (const e of p.events) {
-        commitEvents.push({
-          eventId: e.eventId,
-          tenant: e.tenant,
-          stream: e.stream,
-          type: e.type,
-          streamVersion: e.streamVersion,
-          data: e.data,
-          metadata: e.metadata
-        })
+      // Stored events carry every field a commit needs: the commit shares them instead of copying.
+      for (let k = 0; k < p.events.length; k++) {
+        commitEvents.push(p.events[k]!)
+        rows.push(p.rows[k]!)
       }
     }
     batch = i === batch.length ? [] : batch.slice(i)
     const first = appends[0]!.events[0]!
     return {
-      commit: { partition: id, firstSeq: first.seq, timestamp: first.timestamp, events: commitEvents },
+      commit: { partition: id, firstSeq: first.seq, timestamp: first.timestamp, events: commitEvents, rows },
       appends,
       done: false
     }
@@ -396,7 +403,6 @@ export const make = Effect.fnUntraced(function*(
       if (limits.commitLingerMs > 0) yield* Effect.sleep(limits.commitLingerMs)
       while (batch.length > 0 && inFlight.length < limits.commitsInFlightMax && !reloading) {
         const entry = cutCommit()
-        if (process.env.CHRONOS_DEBUG_COMMITS) console.error(`p${id} commit ${entry.commit.events.length}`)
         inFlight.push(entry)
         yield* Effect.forkChild(
           log.append(entry.commit).pipe(Effect.exit, Effect.map((exit) => onCommitDone(entry, exit))),
@@ -410,15 +416,21 @@ export const make = Effect.fnUntraced(function*(
   // ---- append ------------------------------------------------------------------------------------------------
   const newEventId = (): string => {
     // UUID v4 from the Random service (deterministic under a seeded Random in tests).
-    const a = random.nextIntUnsafe() >>> 0
-    const b = random.nextIntUnsafe() >>> 0
-    const c = random.nextIntUnsafe() >>> 0
-    const d = random.nextIntUnsafe() >>> 0
-    const h = hex(a, 8) + hex(b, 8) + hex(c, 8) + hex(d, 8)
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${
-      h.slice(17, 20)
-    }-${h.slice(20, 32)}`
+    const b = uuidBytes
+    for (let i = 0; i < 16; i += 4) {
+      const r = random.nextIntUnsafe()
+      b[i] = r & 0xff
+      b[i + 1] = (r >>> 8) & 0xff
+      b[i + 2] = (r >>> 16) & 0xff
+      b[i + 3] = (r >>> 24) & 0xff
+    }
+    b[6] = (b[6]! & 0x0f) | 0x40
+    b[8] = (b[8]! & 0x3f) | 0x80
+    const h = HEX
+    return h[b[0]!]! + h[b[1]!]! + h[b[2]!]! + h[b[3]!]! + "-" + h[b[4]!]! + h[b[5]!]! + "-" + h[b[6]!]! + h[b[7]!]! +
+      "-" + h[b[8]!]! + h[b[9]!]! + "-" + h[b[10]!]! + h[b[11]!]! + h[b[12]!]! + h[b[13]!]! + h[b[14]!]! + h[b[15]!]!
   }
+  const uuidBytes = new Uint8Array(16)
 
   /** The answer to an append whose events are all already stored: their original positions. */
   const duplicateOf = (
@@ -516,6 +528,7 @@ export const make = Effect.fnUntraced(function*(
     const now = clock.currentTimeMillisUnsafe()
     const timestamp = now > lastTimestamp ? now : lastTimestamp
     const stored: Array<StoredEvent> = new Array(n)
+    const rows: Array<string> = new Array(n)
     const positions: Array<Event.Position> = new Array(n)
     const firstVersion = current + 1
     for (let i = 0; i < n; i++) {
@@ -535,11 +548,15 @@ export const make = Effect.fnUntraced(function*(
       }
       indexEvent(event, entry)
       stored[i] = event
+      rows[i] = e.dataJson !== undefined && e.metadataJson !== undefined
+        ? encodeRowFrom(event.eventId, event.tenant, event.stream, event.type, event.streamVersion, e.dataJson, e.metadataJson)
+        : encodeRow(event)
       positions[i] = { partition: id, seq }
     }
     pendingCount++
     batch.push({
       events: stored,
+      rows,
       bytes,
       output: { firstVersion, lastVersion: firstVersion + n - 1, positions },
       resume
@@ -549,6 +566,19 @@ export const make = Effect.fnUntraced(function*(
 
   const append = (input: AppendInput): Effect.Effect<AppendOutput, AppendFailure> =>
     Effect.callback<AppendOutput, AppendFailure>((resume) => submit(input, resume))
+
+  const appendMany = (inputs: ReadonlyArray<AppendInput>) =>
+    Effect.callback<Array<Exit.Exit<AppendOutput, AppendFailure>>>((resume) => {
+      const out: Array<Exit.Exit<AppendOutput, AppendFailure>> = new Array(inputs.length)
+      let left = inputs.length
+      if (left === 0) return resume(Effect.succeed(out))
+      for (let i = 0; i < inputs.length; i++) {
+        submit(inputs[i]!, (exit) => {
+          out[i] = exit
+          if (--left === 0) resume(Effect.succeed(out))
+        })
+      }
+    })
 
   // ---- reads -------------------------------------------------------------------------------------------------
   /** The highest sequence a read at `asOf` may see: never above the watermark. */
@@ -677,5 +707,5 @@ export const make = Effect.fnUntraced(function*(
     streams: streams.size
   }))
 
-  return { id, append, readStream, scan, reconstruct, streamVersion, status, awaitWatermark }
+  return { id, append, appendMany, readStream, scan, reconstruct, streamVersion, status, awaitWatermark }
 })

@@ -190,6 +190,8 @@ export const layerRouter: Layer.Layer<Router, never, Sharding.Sharding> = Layer.
             EntityNotAssignedToRunner: (e) => Effect.fail(unavailable(e))
           })
         ),
+      // Each append is its own message: the entity pipelines them (unbounded handler concurrency).
+      appendMany: (p, inputs) => Effect.forEach(inputs, (input) => Effect.exit(router.append(p, input)), { concurrency: "unbounded" }),
       readStream: (p, tenant, stream, options) =>
         client(p).ReadStream({
           tenant,

@@ -61,7 +61,7 @@ const expectedArb: fc.Arbitrary<Expected> = fc.oneof(
   fc.constantFrom<Expected>("any", "no_stream", "stream_exists"),
   fc.integer({ min: -1, max: 6 }).map((n) => (n < 0 ? "any" : n))
 )
-const appendArb = fc.record({
+const appendArb: fc.Arbitrary<AppendOp> = fc.record({
   kind: fc.constant("append" as const),
   stream: fc.constantFrom(...streams),
   expected: expectedArb,
@@ -73,6 +73,13 @@ const opArb = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("reopen" as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("asOf" as const), stream: fc.constantFrom(...streams), at: fc.nat(30) }) }
 )
+
+interface AppendOp {
+  readonly kind: "append"
+  readonly stream: string
+  readonly expected: Expected
+  readonly events: ReadonlyArray<{ readonly id: number; readonly type: string }>
+}
 
 const uuid = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`
 
@@ -94,7 +101,7 @@ describe("Partition against a model", () => {
         let { p, scope } = await open()
         const run = <A, E>(e: Effect.Effect<A, E>) => Effect.runPromise(Effect.exit(e))
 
-        const check = async (op: fc.infer<typeof appendArb>, exit: Exit.Exit<Partition.AppendOutput, Partition.AppendFailure>) => {
+        const check = async (op: AppendOp, exit: Exit.Exit<Partition.AppendOutput, Partition.AppendFailure>) => {
           const events = op.events.map((e) => ({ eventId: uuid(e.id), type: e.type }))
           const expected = model.append(op.stream, op.expected, events)
           if (expected.ok) {
@@ -111,7 +118,7 @@ describe("Partition against a model", () => {
             }
           }
         }
-        const input = (op: fc.infer<typeof appendArb>): Partition.AppendInput => ({
+        const input = (op: AppendOp): Partition.AppendInput => ({
           tenant: "t",
           stream: op.stream,
           expectedVersion: op.expected,

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Schedule } from "effect"
 import { TestRunner } from "effect/cluster"
 import { ChronosConfig, defaults } from "@chronos/config"
+import { Ids } from "@chronos/domain"
 import type { Commit } from "../src/Commit.ts"
 import { Engine } from "../src/Engine.ts"
 import { EventLog, makeMemory } from "../src/EventLog.ts"
@@ -24,7 +25,10 @@ describe("Partition", () => {
       assert.strictEqual(fenced._tag, "Unavailable")
       // After its reload b knows a's event, so the same optimistic check now fails precisely.
       const retried = yield* b.append({ tenant: "t", stream: "s", expectedVersion: "no_stream", events: [event("B", 2)] })
-        .pipe(Effect.flip, Effect.retry({ while: (e) => e._tag === "Unavailable", schedule: Schedule.spaced("20 millis"), times: 50 }))
+        .pipe(
+          Effect.retry({ while: (e) => e._tag === "Unavailable", schedule: Schedule.spaced("20 millis"), times: 50 }),
+          Effect.flip
+        )
       assert.strictEqual(retried._tag, "WrongExpectedVersion")
       const read = yield* b.readStream("t", "s", { limit: 10, direction: "forward" })
       assert.deepStrictEqual(read.map((e) => e.type), ["A"])
@@ -68,10 +72,10 @@ describe("Partition entity (effect/cluster, in-memory runner)", () => {
       for (let i = 0; i < 20; i++) {
         yield* engine.append("acme", `order-${i}`, {
           expectedVersion: "no_stream",
-          events: [{ type: "Placed", data: { amount: i } }]
+          events: [{ type: Ids.EventType.make("Placed"), data: { amount: i } }]
         })
       }
-      yield* engine.append("acme", "order-3", { expectedVersion: 0, events: [{ type: "Paid", data: { amount: 5 } }] })
+      yield* engine.append("acme", "order-3", { expectedVersion: 0, events: [{ type: Ids.EventType.make("Paid"), data: { amount: 5 } }] })
       const read = yield* engine.readStream("acme", "order-3", {})
       assert.deepStrictEqual(read.map((e) => e.type), ["Placed", "Paid"])
       const paid = yield* engine.query("acme", { types: ["Paid"] })
