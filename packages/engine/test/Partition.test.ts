@@ -58,16 +58,23 @@ describe("Partition", () => {
 
 describe("Partition entity (effect/cluster, in-memory runner)", () => {
   const config = ChronosConfig.layer({ partitions: 4 })
-  const Cluster = Engine.layer.pipe(
-    Layer.provide(PartitionEntity.layerRouter),
+  // Through the entity client (RPC path, serialization simulated as for a remote runner).
+  const ViaRpc = Engine.layer.pipe(
+    Layer.provide(PartitionEntity.layerRemoteRouter),
     Layer.provideMerge(PartitionEntity.layerEntity),
+    Layer.provideMerge(PartitionEntity.ActivePartitions.layer),
     Layer.provideMerge(TestRunner.layer),
     Layer.provide(EventLog.layerMemory),
     Layer.provideMerge(config)
   )
+  // The node's engine: entities on a single runner, called directly once active.
+  const Node = PartitionEntity.layerEngine.pipe(
+    Layer.provideMerge(PartitionEntity.layerSingleRunner),
+    Layer.provide(EventLog.layerMemory),
+    Layer.provideMerge(config)
+  )
 
-  it.live("routes appends, reads, queries and state through the entity", () =>
-    Effect.gen(function*() {
+  const scenario = Effect.gen(function*() {
       const engine = yield* Engine
       for (let i = 0; i < 20; i++) {
         yield* engine.append("acme", `order-${i}`, {
@@ -89,6 +96,20 @@ describe("Partition entity (effect/cluster, in-memory runner)", () => {
       assert.strictEqual(custom.state, "PP")
       const partitions = yield* engine.partitions
       assert.strictEqual(partitions.reduce((n, p) => n + p.events, 0), 21)
-    }).pipe(Effect.provide(Cluster)))
+    })
+
+  it.live("routes appends, reads, queries and state through the entity client", () =>
+    Effect.gen(function*() {
+      yield* scenario
+      // Nothing went direct: the router has no active partitions of its own to call.
+      const active = yield* PartitionEntity.ActivePartitions
+      assert.strictEqual(active.size, 4)
+    }).pipe(Effect.provide(ViaRpc)))
+  it.live("the node engine activates every partition at start and serves the same answers", () =>
+    Effect.gen(function*() {
+      const active = yield* PartitionEntity.ActivePartitions
+      assert.strictEqual(active.size, 4)
+      yield* scenario
+    }).pipe(Effect.provide(Node)))
 })
 
