@@ -40,6 +40,8 @@ export interface ChronosConfigShape {
   readonly pendingAppendsMax: number
   /** How long an append may wait for durability before it fails with `Unavailable`. */
   readonly appendTimeoutMs: number
+  /** Attempts to reopen and replay a partition's log after the log refused a commit, before the partition stops. */
+  readonly reloadRetriesMax: number
 
   // --- identifiers ---------------------------------------------------------------------------------------------
   readonly tenantIdLengthMax: number
@@ -76,6 +78,7 @@ export const defaults: ChronosConfigShape = {
   commitsInFlightMax: 4,
   pendingAppendsMax: 200_000,
   appendTimeoutMs: 10_000,
+  reloadRetriesMax: 10,
   tenantIdLengthMax: 64,
   streamIdLengthMax: 256,
   eventTypeLengthMax: 256,

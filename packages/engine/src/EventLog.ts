@@ -18,6 +18,8 @@
  */
 import { Context, Effect, Layer, Schema, type Scope } from "effect"
 import { type Commit, lastSeq } from "./Commit.ts"
+import * as FileLog from "./internal/fileLog.ts"
+import * as JetStreamLog from "./internal/jetStreamLog.ts"
 
 /** Another writer has appended to the partition's log: the caller's view is stale and it must reload. */
 export class LogFenced extends Schema.TaggedError<LogFenced>()("LogFenced", {
@@ -55,6 +57,11 @@ export interface EventLogShape {
 export class EventLog extends Context.Service<EventLog, EventLogShape>()("chronos/engine/EventLog") {
   /** A log in process memory. Each layer build is an independent, empty store. */
   static readonly layerMemory: Layer.Layer<EventLog> = Layer.sync(EventLog, () => makeMemory())
+  /** Segment files under `<dataDir>/log/p<NNN>/` (see `internal/fileLog.ts`). */
+  static readonly layerFile = (options: { dataDir: string; segmentBytesMax?: number }) =>
+    Layer.effect(EventLog, FileLog.make(options))
+  /** One JetStream stream per partition, on one NATS connection per layer (see `internal/jetStreamLog.ts`). */
+  static readonly layerJetStream = (options: JetStreamLog.Options) => Layer.effect(EventLog, JetStreamLog.make(options))
 }
 
 /**
@@ -94,7 +101,7 @@ export const makeMemory = (store: Map<number, Array<Commit>> = new Map()): Event
               broken = true
               return Effect.fail(new LogFenced({
                 partition,
-                message: `log is at seq ${storeLast}, this writer expected ${commit.firstSeq - 1}`
+                message: `log is at seq ${storeLast}, this writer expected it at ${commit.firstSeq - 1}`
               }))
             }
             log.push(commit)

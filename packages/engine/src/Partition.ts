@@ -18,11 +18,11 @@
  * The write path avoids per-event Effect overhead: an append is one `Effect.callback` that registers with the
  * writer synchronously; the writer fiber cuts commits and resumes callers when the log acknowledges.
  */
-import { Clock, Effect, Exit, Random, Schedule, Scope } from "effect"
+import { Cause, Clock, Effect, Exit, Random, Schedule, Scope } from "effect"
 import type { ChronosConfigShape } from "@chronos/config"
 import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
 import { type Commit, encodeRow, encodeRowFrom, lastSeq } from "./Commit.ts"
-import { EventLog, type LogError, type PartitionLog } from "./EventLog.ts"
+import { EventLog, type LogError, LogUnavailable, type PartitionLog } from "./EventLog.ts"
 
 type StoredEvent = Event.StoredEvent
 
@@ -35,6 +35,8 @@ export type PartitionLimits = Pick<
   | "pendingAppendsMax"
   | "readEventsMax"
   | "snapshotEveryEvents"
+  | "reloadRetriesMax"
+  | "appendTimeoutMs"
 >
 
 /** An event as accepted by the gateway: validated, with its serialized size measured. */
@@ -123,6 +125,9 @@ interface PendingAppend {
 interface InFlightCommit {
   readonly commit: Commit
   readonly appends: ReadonlyArray<PendingAppend>
+  /** The log handle generation it was written to; completions from a handle replaced by a reload are ignored. */
+  readonly generation: number
+  readonly startedAtMs: number
   done: boolean
 }
 
@@ -211,6 +216,10 @@ export const make = Effect.fnUntraced(function*(
   let waiters: Array<WatermarkWaiter> = []
   /** Set while the partition reloads after a log failure: appends fail fast instead of queueing. */
   let reloading = false
+  /** Incremented by every reload: identifies the log handle a commit was written to. */
+  let generation = 0
+  /** Set when the partition has stopped for good (see `stop`); every call fails with a non-retryable error. */
+  let stopped: string | undefined
   let wakeWriter: (() => void) | undefined
 
   const unavailable = (message: string) => new Errors.Unavailable({ message, retryable: true })
@@ -337,15 +346,18 @@ export const make = Effect.fnUntraced(function*(
     return {
       commit: { partition: id, firstSeq: first.seq, timestamp: first.timestamp, events: commitEvents, rows },
       appends,
+      generation,
+      startedAtMs: clock.currentTimeMillisUnsafe(),
       done: false
     }
   }
 
   const onCommitDone = (entry: InFlightCommit, exit: Exit.Exit<void, LogError>) => {
+    if (entry.generation !== generation) return
     if (Exit.isFailure(exit)) {
       // The log refused or lost this commit (and therefore every later one): nothing unacknowledged can be
       // trusted. Fail it all, then rebuild from what the log holds.
-      if (!reloading) startReload(exit)
+      if (!reloading && stopped === undefined) startReload(exit)
       return
     }
     entry.done = true
@@ -361,24 +373,36 @@ export const make = Effect.fnUntraced(function*(
     wakeWriter?.()
   }
 
-  const startReload = (exit: Exit.Exit<void, LogError>) => {
-    reloading = true
-    const reason = Exit.isFailure(exit) ? String(exit.cause) : "unknown"
-    const error = unavailable(`partition ${id} lost its log position and is reloading; retry (${reason})`)
+  const failEverythingPending = (error: Errors.Unavailable) => {
     for (const c of inFlight.splice(0)) for (const p of c.appends) p.resume(Exit.fail(error))
     for (const p of batch) p.resume(Exit.fail(error))
     batch = []
     pendingCount = 0
     for (const w of waiters) w.fail(error)
     waiters = []
+  }
+
+  /** Stops the partition for good: a broken invariant in the log (e.g. a failed fsync) must not be papered over. */
+  const stop = (reason: string) => {
+    stopped = reason
+    failEverythingPending(new Errors.Unavailable({ message: `partition ${id} stopped: ${reason}`, retryable: false }))
+    Effect.runForkWith(services)(Effect.logError(`partition ${id} stopped`, reason))
+  }
+
+  const startReload = (exit: Exit.Exit<void, LogError>) => {
+    const reason = Exit.isFailure(exit) ? String(exit.cause) : "unknown"
+    if (Exit.isFailure(exit) && Cause.hasDies(exit.cause)) return stop(reason)
+    reloading = true
+    generation++
+    failEverythingPending(unavailable(`partition ${id} lost its log position and is reloading; retry (${reason})`))
     Effect.runForkWith(services)(
       Effect.gen(function*() {
         yield* Effect.logWarning(`partition ${id}: log append failed, reloading from the log`, reason)
         yield* Scope.close(logScope, Exit.void)
-        yield* load.pipe(
-          Effect.retry({ times: 10, schedule: Schedule.exponential("100 millis") }),
-          Effect.orDie
-        )
+        const reloaded = yield* Effect.exit(load.pipe(
+          Effect.retry({ times: limits.reloadRetriesMax, schedule: Schedule.exponential("100 millis") })
+        ))
+        if (Exit.isFailure(reloaded)) return stop(`reload failed: ${String(reloaded.cause)}`)
         reloading = false
         yield* Effect.logInfo(`partition ${id}: reloaded at seq ${seq}`)
       })
@@ -412,6 +436,25 @@ export const make = Effect.fnUntraced(function*(
     }
   })
   yield* Effect.forkIn(writer, scope)
+
+  // A log that stops acknowledging is treated like one that refused: everything pending fails (retryable; clients
+  // retry with the same event ids) and the partition reloads, which tells what actually became durable.
+  const watchdog = Effect.gen(function*() {
+    while (true) {
+      yield* Effect.sleep(Math.max(10, limits.appendTimeoutMs / 4))
+      const oldest = inFlight[0]
+      if (
+        oldest !== undefined && !reloading && stopped === undefined &&
+        clock.currentTimeMillisUnsafe() - oldest.startedAtMs > limits.appendTimeoutMs
+      ) {
+        startReload(Exit.fail(new LogUnavailable({
+          partition: id,
+          message: `the log did not acknowledge commit ${oldest.commit.firstSeq} within ${limits.appendTimeoutMs} ms (appendTimeoutMs)`
+        })))
+      }
+    }
+  })
+  yield* Effect.forkIn(watchdog, scope)
 
   // ---- append ------------------------------------------------------------------------------------------------
   const newEventId = (): string => {
@@ -461,6 +504,9 @@ export const make = Effect.fnUntraced(function*(
   }
 
   const submit = (input: AppendInput, resume: (exit: Exit.Exit<AppendOutput, AppendFailure>) => void): void => {
+    if (stopped !== undefined) {
+      return resume(Exit.fail(new Errors.Unavailable({ message: `partition ${id} stopped: ${stopped}`, retryable: false })))
+    }
     if (reloading) return resume(Exit.fail(unavailable(`partition ${id} is reloading its log; retry`)))
     const n = input.events.length
     if (n === 0) {

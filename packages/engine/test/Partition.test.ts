@@ -35,6 +35,43 @@ describe("Partition", () => {
       assert.strictEqual(store.get(0)!.length, 1)
     }).pipe(Effect.scoped))
 
+  it.live("a log that stops acknowledging fails appends retryably after appendTimeoutMs, then the partition recovers", () =>
+    Effect.gen(function*() {
+      const memory = makeMemory()
+      let stall = true
+      const stalling = Layer.succeed(EventLog, {
+        ...memory,
+        open: (p: number) =>
+          Effect.map(memory.open(p), (log) => ({
+            ...log,
+            append: (commit: Commit) => stall ? Effect.never : log.append(commit)
+          }))
+      })
+      const p = yield* Partition.make(0, { ...defaults, appendTimeoutMs: 100 }).pipe(Effect.provide(stalling))
+      const error = yield* p.append({ tenant: "t", stream: "s", expectedVersion: "any", events: [event("A", 1)] }).pipe(Effect.flip)
+      assert.strictEqual(error._tag, "Unavailable")
+      stall = false
+      const ok = yield* p.append({ tenant: "t", stream: "s", expectedVersion: "no_stream", events: [event("A", 1)] }).pipe(
+        Effect.retry({ while: (e) => e._tag === "Unavailable", schedule: Schedule.spaced("20 millis"), times: 50 })
+      )
+      assert.strictEqual(ok.firstVersion, 0)
+    }).pipe(Effect.scoped))
+
+  it.live("a defect in the log (e.g. a failed fsync) stops the partition: nothing more is accepted", () =>
+    Effect.gen(function*() {
+      const memory = makeMemory()
+      const broken = Layer.succeed(EventLog, {
+        ...memory,
+        open: (p: number) =>
+          Effect.map(memory.open(p), (log) => ({ ...log, append: () => Effect.die(new Error("fdatasync: EIO")) }))
+      })
+      const p = yield* Partition.make(0, defaults).pipe(Effect.provide(broken))
+      const first = yield* p.append({ tenant: "t", stream: "s", expectedVersion: "any", events: [event("A", 1)] }).pipe(Effect.flip)
+      assert.strictEqual(first._tag, "Unavailable")
+      const next = yield* p.append({ tenant: "t", stream: "s", expectedVersion: "any", events: [event("A", 1)] }).pipe(Effect.flip)
+      assert.isTrue(next._tag === "Unavailable" && !next.retryable && next.message.includes("EIO"))
+    }).pipe(Effect.scoped))
+
   it.live("readers never see above the watermark; time travel by timestamp and by position", () =>
     Effect.gen(function*() {
       const p = yield* Partition.make(0, defaults).pipe(Effect.provide(EventLog.layerMemory))
