@@ -211,6 +211,9 @@ const parseCursor = (after: string | undefined): Effect.Effect<Partition.Cursor 
 const orderByPosition = (a: StoredEvent, b: StoredEvent) =>
   a.timestamp - b.timestamp || a.partition - b.partition || a.seq - b.seq
 
+/** A commit body row minus its payload and names: event id (36), version (≤ 16 digits), quotes and commas. */
+const rowEnvelopeBytes = 36 + 16 + 20
+
 /** UTF-8 length of a JSON text; the UTF-16 length is exact for ASCII, the common case, and much cheaper. */
 const byteLength = (json: string): number => {
   for (let i = 0; i < json.length; i++) if (json.charCodeAt(i) > 0x7f) return Buffer.byteLength(json)
@@ -279,15 +282,17 @@ export const make = (config: ChronosConfigShape, router: PartitionRouter): Engin
       const e = request.events[i]!
       const dataJson = JSON.stringify(e.data) ?? "null"
       const metadataJson = e.metadata === undefined ? "{}" : JSON.stringify(e.metadata)
-      const bytes = byteLength(dataJson) + byteLength(metadataJson)
-      if (bytes > config.eventBytesMax) {
+      const payloadBytes = byteLength(dataJson) + byteLength(metadataJson)
+      if (payloadBytes > config.eventBytesMax) {
         return new Errors.LimitExceeded({
           limit: "eventBytesMax",
           max: config.eventBytesMax,
-          actual: bytes,
-          message: `events[${i}]: data + metadata are ${bytes} bytes as JSON, over ${config.eventBytesMax}`
+          actual: payloadBytes,
+          message: `events[${i}]: data + metadata are ${payloadBytes} bytes as JSON, over ${config.eventBytesMax}`
         })
       }
+      // What the event costs in a commit body: its payload plus the row around it (ids are ASCII by validation).
+      const bytes = payloadBytes + rowEnvelopeBytes + tenant.length + stream.length + e.type.length
       total += bytes
       accepted[i] = {
         eventId: e.eventId,
