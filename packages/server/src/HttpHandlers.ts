@@ -1,0 +1,110 @@
+/**
+ * The handlers of `ChronosApi`: one `HttpApiBuilder.group` layer per API group, each a thin adapter over the
+ * `Engine`. This module owns only the HTTP-to-engine translation: strings from the path and query become numbers
+ * and lists (failing with an `InvalidRequest` that names the HTTP location, e.g. `query.limit`), engine events
+ * become wire events (`Event.toRecorded`), and engine field names in errors become HTTP locations.
+ * Validation against the limits and the identifier rules stays in the engine, so every surface enforces the same.
+ * Append and read share their code (`internal/streamRoutes.ts`) with the node's direct path for those two hot
+ * requests (`internal/directPath.ts`), so both answer alike.
+ */
+import { Effect, Layer } from "effect"
+import { HttpServerResponse } from "effect/http"
+import { HttpApi, HttpApiBuilder } from "effect/http-api"
+import { Api as DomainApi } from "@chronos/domain"
+import { Engine } from "@chronos/engine/Engine"
+import { locate, optionalInt, requiredInt, typeList } from "./internal/httpInput.ts"
+import * as StreamRoutes from "./internal/streamRoutes.ts"
+
+/**
+ * `ChronosApi` as the server runs it: request bodies are decoded strictly, so an unknown field (a typo such as
+ * `expectedVerison`) is a 400 naming it instead of being silently dropped. Only the payload is strict: header
+ * decoding must tolerate transport headers. The OpenAPI document is generated from this value.
+ */
+export const Api = DomainApi.ChronosApi.annotate(HttpApi.PayloadParseOptions, { onExcessProperty: "error" })
+
+/** A 200 whose JSON body is already serialized (see `internal/streamRoutes.ts`). */
+const ok = (body: string): HttpServerResponse.HttpServerResponse =>
+  HttpServerResponse.text(body, { contentType: "application/json" })
+
+/** `GET /health`, `GET /v1/partitions`. */
+export const SystemHandlers = HttpApiBuilder.group(
+  Api,
+  "system",
+  Effect.fnUntraced(function*(handlers) {
+    const engine = yield* Engine
+    const health = Effect.succeed({ status: "ok" as const, partitions: engine.config.partitions })
+    return handlers.handleAll({
+      health: () => health,
+      partitions: () => Effect.map(engine.partitions, (partitions) => ({ partitions }))
+    })
+  })
+)
+
+/** Append to, read, and fold one stream. */
+export const StreamsHandlers = HttpApiBuilder.group(
+  Api,
+  "streams",
+  Effect.fnUntraced(function*(handlers) {
+    const engine = yield* Engine
+    return handlers.handleAll({
+      // Uninterruptible: an append is registered with its partition synchronously and will commit regardless;
+      // letting the request finish means a graceful shutdown answers it instead of dropping the acknowledgement.
+      append: {
+        handler: ({ params, payload }) =>
+          Effect.map(StreamRoutes.append(engine, params.tenant, params.stream, payload), ok),
+        options: { uninterruptible: true }
+      },
+      read: ({ params, query }) => Effect.map(StreamRoutes.read(engine, params.tenant, params.stream, query), ok),
+      state: ({ params, query }) => locate(engine.state(params.tenant, params.stream, query.reducer, query.asOf))
+    })
+  })
+)
+
+/** Cross-stream reads: the tenant's events (paged with `next`) and one partition's events in sequence order. */
+export const QueriesHandlers = HttpApiBuilder.group(
+  Api,
+  "queries",
+  Effect.fnUntraced(function*(handlers) {
+    const engine = yield* Engine
+    return handlers.handleAll({
+      events: ({ params, query }) =>
+        locate(Effect.flatMap(optionalInt(query.limit, "query.limit"), (limit) =>
+          Effect.map(
+            engine.query(params.tenant, {
+              types: typeList(query.types),
+              since: query.since,
+              until: query.until,
+              asOf: query.asOf,
+              limit,
+              after: query.after
+            }),
+            (page) => ok(StreamRoutes.readResultJson(page.events, page.next))
+          ))),
+      partitionEvents: ({ params, query }) =>
+        locate(Effect.flatMap(
+          Effect.all([
+            requiredInt(params.partition, "params.partition"),
+            optionalInt(query.fromSeq, "query.fromSeq"),
+            optionalInt(query.limit, "query.limit")
+          ]),
+          ([partition, fromSeq, limit]) =>
+            Effect.map(
+              engine.readPartition(params.tenant, partition, {
+                fromSeq,
+                types: typeList(query.types),
+                asOf: query.asOf,
+                limit
+              }),
+              (events) => ok(StreamRoutes.readResultJson(events))
+            )
+        ))
+    })
+  })
+)
+
+/** Every group of the API, over the `Engine` (the `RequestValidation` middleware is resolved when routes are built). */
+export const layer: Layer.Layer<
+  Layer.Success<typeof SystemHandlers> | Layer.Success<typeof StreamsHandlers> | Layer.Success<typeof QueriesHandlers>,
+  never,
+  Engine | DomainApi.RequestValidation
+> = Layer.mergeAll(SystemHandlers, StreamsHandlers, QueriesHandlers)

@@ -1,0 +1,109 @@
+/**
+ * A Chronos node as one layer: configuration (defaults, `CHRONOS_*` environment, overrides), the event log driver
+ * the configuration names, the engine (every partition an effect/cluster entity on this runner), and the HTTP API on
+ * `httpHost:httpPort`. It owns start-up order and shutdown order: the HTTP server stops accepting and lets
+ * in-flight requests finish before the partitions flush their commits and the log closes (each layer is released
+ * before the layers it was built on).
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Cause, type Config, Context, Effect, Exit, Layer, Runtime } from "effect"
+import { HttpRouter, HttpServer, type HttpServerError } from "effect/http"
+import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
+import { Engine } from "@chronos/engine/Engine"
+import { EventLog, type LogError } from "@chronos/engine/EventLog"
+import * as PartitionEntity from "@chronos/engine/PartitionEntity"
+import type { Sharding } from "effect/cluster"
+import * as HttpApp from "./HttpApp.ts"
+import * as NodeServer from "./internal/nodeServer.ts"
+
+/** The `EventLog` named by `config.logDriver`. */
+export const logLayer = (config: ChronosConfigShape): Layer.Layer<EventLog, LogError> => {
+  switch (config.logDriver) {
+    case "memory":
+      return EventLog.layerMemory
+    case "file":
+      return EventLog.layerFile({ dataDir: config.dataDir, segmentBytesMax: config.logSegmentBytesMax })
+    case "jetstream":
+      return EventLog.layerJetStream({
+        servers: config.natsUrls.split(",").map((s) => s.trim()).filter((s) => s !== ""),
+        replicas: config.natsReplicas,
+        commitBytesMax: config.commitBytesMax
+      })
+  }
+}
+
+/** `log: file, data: ./data` / `log: jetstream, nats: …` / `log: memory`. */
+const describeLog = (config: ChronosConfigShape) =>
+  config.logDriver === "file"
+    ? `log: file, data: ${config.dataDir}`
+    : config.logDriver === "jetstream"
+    ? `log: jetstream, nats: ${config.natsUrls}`
+    : "log: memory"
+
+/** What a running node offers to code in the same process (tests, the CLI): its server, engine and config. */
+export type Services = HttpServer.HttpServer | Engine | ChronosConfig
+
+export interface Options extends NodeServer.Options {
+  /**
+   * The cluster this node is a runner of. Default: a cluster of one (`PartitionEntity.layerSingleRunner`): every
+   * partition is an entity on this runner. A multi-node deployment passes its runner's sharding layer here
+   * (start-up failures of that layer are defects: a runner that cannot join its cluster must not serve).
+   */
+  readonly sharding?: Layer.Layer<Sharding.Sharding> | undefined
+}
+
+/** A node over an already-provided `ChronosConfig`. */
+export const layerFromConfig = (options: Options = {}): Layer.Layer<
+  HttpServer.HttpServer | Engine,
+  LogError | HttpServerError.ServeError,
+  ChronosConfig
+> =>
+  Layer.unwrap(Effect.gen(function*() {
+    const config = yield* ChronosConfig
+    // Partitions are effect/cluster entities on this runner; the engine calls them directly while they are local.
+    const EngineLive = PartitionEntity.layerEngine.pipe(
+      Layer.provide(options.sharding ?? PartitionEntity.layerSingleRunner),
+      Layer.provide(logLayer(config))
+    )
+    const { layer: Server, drain } = NodeServer.make(config, options)
+    const Serve = HttpRouter.serve(HttpApp.layer, { disableLogger: true, disableListenLog: true })
+    // Built last, once the routes are served: announces the node and exports only what callers use. Its
+    // finalizer runs first at shutdown, so connections are drained before the server waits for them.
+    const Exports = Layer.effectContext(Effect.gen(function*() {
+      const server = yield* HttpServer.HttpServer
+      const engine = yield* Engine
+      yield* Effect.addFinalizer(() => Effect.sync(drain))
+      yield* Effect.logInfo(
+        `chronos listening on ${HttpServer.formatAddress(server.address)} ` +
+          `(${describeLog(config)}, partitions: ${config.partitions})`
+      )
+      return Context.make(HttpServer.HttpServer, server).pipe(Context.add(Engine, engine))
+    }))
+    return Exports.pipe(Layer.provide(Serve), Layer.provide(Server), Layer.provide(EngineLive))
+  }))
+
+/**
+ * The node: `ChronosConfig.layerConfig(overrides)` + the log driver of `config.logDriver` + `Engine.layerLocal`
+ * + the HTTP API (with `/openapi.json`). Listening once built; stopped (gracefully) when its scope closes.
+ */
+export const layer = (
+  overrides: Partial<ChronosConfigShape> = {},
+  options: Options = {}
+): Layer.Layer<Services, LogError | HttpServerError.ServeError | Config.ConfigError> =>
+  layerFromConfig(options).pipe(Layer.provideMerge(ChronosConfig.layerConfig(overrides)))
+
+/**
+ * A node only ends by interruption (SIGINT/SIGTERM), so a shutdown that finished cleanly exits 0 — what process
+ * supervisors expect from a requested stop — instead of Effect's default 130. A failed start-up or a failing
+ * shutdown (e.g. a commit that could not be flushed) still exits non-zero.
+ */
+const teardown: Runtime.Teardown = (exit, onExit) =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+
+/**
+ * Runs a node as the process's main program until SIGINT/SIGTERM, then shuts it down gracefully: the listener
+ * closes, in-flight requests are answered (appends wait for their commit), pending commits are flushed and the
+ * log is closed.
+ */
+export const run = (overrides: Partial<ChronosConfigShape> = {}, options: Options = {}): void =>
+  Layer.launch(layer(overrides, options)).pipe(NodeRuntime.runMain({ teardown }))
