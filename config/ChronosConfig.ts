@@ -56,6 +56,12 @@ export interface ChronosConfigShape {
   /** A stream snapshot is kept every this many events, so state reconstruction folds at most this many. */
   readonly snapshotEveryEvents: number
 
+  // --- subscriptions -------------------------------------------------------------------------------------------
+  /** Events a subscription reads from one partition per step (its buffer, at most, per partition). */
+  readonly subscriptionPageEventsMax: number
+  /** How long an idle subscription waits for new events before it looks again. */
+  readonly subscriptionIdleWaitMs: number
+
   // --- file log ------------------------------------------------------------------------------------------------
   /** A partition's log file is rolled into a new segment file past this size. */
   readonly logSegmentBytesMax: number
@@ -85,6 +91,8 @@ export const defaults: ChronosConfigShape = {
   readEventsDefault: 100,
   readEventsMax: 10_000,
   snapshotEveryEvents: 1_000,
+  subscriptionPageEventsMax: 1_000,
+  subscriptionIdleWaitMs: 1_000,
   logSegmentBytesMax: 64 * 1_048_576
 }
 

@@ -7,12 +7,13 @@
  * (embedded mode, single node); `PartitionEntity.layerRouter` sends it to the `Partition` entity of
  * `effect/cluster`, wherever its shard lives.
  */
-import { Context, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Context, Effect, Exit, Layer, Option, Schema, type Stream } from "effect"
 import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
 import { AsOf, Errors, type Event, Ids, Partitioning, Reducer } from "@chronos/domain"
 import type { LogError } from "./EventLog.ts"
 import { EventLog } from "./EventLog.ts"
 import * as Partition from "./Partition.ts"
+import * as Subscription from "./Subscription.ts"
 
 type StoredEvent = Event.StoredEvent
 
@@ -46,6 +47,13 @@ export interface PartitionRouter {
     asOf: AsOf.AsOf | undefined
   ) => Effect.Effect<{ readonly version: number; readonly state: unknown }, Errors.Unavailable>
   readonly status: (partition: number) => Effect.Effect<Partition.PartitionStatus, Errors.Unavailable>
+  readonly follow: (
+    partition: number,
+    tenant: string,
+    options: Partition.ScanOptions
+  ) => Effect.Effect<{ readonly events: ReadonlyArray<StoredEvent>; readonly through: number }, Errors.Unavailable>
+  /** Resolves once the partition's watermark reaches `seq`, or after `timeoutMs` (with the watermark then). */
+  readonly awaitWatermark: (partition: number, seq: number, timeoutMs: number) => Effect.Effect<number, Errors.Unavailable>
 }
 
 export class Router extends Context.Service<Router, PartitionRouter>()("chronos/engine/Engine/Router") {}
@@ -71,6 +79,14 @@ export interface QueryRequest {
   readonly limit?: number | undefined
   /** The `next` token of a previous page. */
   readonly after?: string | undefined
+}
+
+export interface SubscribeRequest {
+  /** `start` (default), `now`, or a position token from a previous item. */
+  readonly from?: string | undefined
+  readonly types?: ReadonlyArray<string> | undefined
+  readonly stream?: string | undefined
+  readonly streamPrefix?: string | undefined
 }
 
 export interface PartitionReadRequest {
@@ -119,6 +135,11 @@ export interface EngineShape {
     asOf: string | undefined
   ) => Effect.Effect<Event.StateResult, Errors.InvalidRequest | Errors.StreamNotFound | Errors.Unavailable>
   readonly partitions: Effect.Effect<ReadonlyArray<Event.PartitionStatus>, Errors.Unavailable>
+  /** A catch-up + live subscription (see `Subscription`). Fails at once with `InvalidRequest` on bad options. */
+  readonly subscribe: (
+    tenant: string,
+    request: SubscribeRequest
+  ) => Effect.Effect<Stream.Stream<Subscription.Item, Errors.Unavailable>, Errors.InvalidRequest>
   /** The partition of a stream (stable; see `Partitioning`). */
   readonly partitionOf: (tenant: string, stream: string) => number
 }
@@ -162,9 +183,18 @@ export const localRouter = (partitions: ReadonlyArray<Partition.Partition>, owne
     readStream: (p, tenant, stream, options) => at(p).readStream(tenant, stream, options),
     scan: (p, tenant, options) => at(p).scan(tenant, options),
     reconstruct: (p, tenant, stream, reducer, asOf) => at(p).reconstruct(tenant, stream, reducer, asOf),
-    status: (p) => at(p).status
+    status: (p) => at(p).status,
+    follow: (p, tenant, options) => at(p).follow(tenant, options),
+    awaitWatermark: (p, seq, timeoutMs) => awaitLocalWatermark(at(p), seq, timeoutMs)
   }
 }
+
+/** Waits on a local partition's watermark, bounded by `timeoutMs`; answers the watermark at that point. */
+export const awaitLocalWatermark = (partition: Partition.Partition, seq: number, timeoutMs: number) =>
+  partition.awaitWatermark(seq).pipe(
+    Effect.timeoutOrElse({ duration: timeoutMs, orElse: () => Effect.void }),
+    Effect.andThen(Effect.map(partition.status, (s) => s.watermark))
+  )
 
 // ---- validation ---------------------------------------------------------------------------------------------------
 
@@ -432,5 +462,26 @@ export const make = (config: ChronosConfigShape, router: PartitionRouter): Engin
     { concurrency: "unbounded" }
   )
 
-  return { config, append, appendMany, readStream, query, readPartition, state, partitions, partitionOf }
+  const subscribe: EngineShape["subscribe"] = (tenant, request) =>
+    Effect.gen(function*() {
+      yield* validTenant(tenant)
+      if (request.stream !== undefined) yield* validStream(request.stream)
+      const types = yield* validTypes(request.types)
+      const from = yield* Option.match(Subscription.parseFrom(request.from ?? "start"), {
+        onNone: () => Effect.fail(invalid("from", "expected start, now, or a position token like 3:120,7:88")),
+        onSome: Effect.succeed
+      })
+      const partitions = request.stream !== undefined
+        ? [partitionOf(tenant, request.stream)]
+        : Array.from({ length: config.partitions }, (_, p) => p)
+      return Subscription.make(router, tenant, partitions, from, {
+        types,
+        stream: request.stream,
+        streamPrefix: request.streamPrefix,
+        pageEventsMax: config.subscriptionPageEventsMax,
+        idleWaitMs: config.subscriptionIdleWaitMs
+      })
+    })
+
+  return { config, append, appendMany, subscribe, readStream, query, readPartition, state, partitions, partitionOf }
 }

@@ -85,6 +85,10 @@ export interface ScanOptions {
   readonly after?: Cursor | undefined
   /** Return events at or after this sequence. */
   readonly fromSeq?: number | undefined
+  /** Only this stream. */
+  readonly stream?: string | undefined
+  /** Only streams whose id starts with this. */
+  readonly streamPrefix?: string | undefined
   readonly limit: number
 }
 
@@ -171,6 +175,11 @@ export interface Partition {
     options: ReadStreamOptions
   ) => Effect.Effect<ReadonlyArray<StoredEvent>>
   readonly scan: (tenant: string, options: ScanOptions) => Effect.Effect<ReadonlyArray<StoredEvent>>
+  /** `scan`, plus how far it looked: the primitive of subscriptions and indexers (see `scanThrough`). */
+  readonly follow: (
+    tenant: string,
+    options: ScanOptions
+  ) => Effect.Effect<{ readonly events: ReadonlyArray<StoredEvent>; readonly through: number }>
   readonly reconstruct: <S>(
     tenant: string,
     stream: string,
@@ -670,44 +679,63 @@ export const make = Effect.fnUntraced(function*(
     c === undefined || e.timestamp > c.timestamp ||
     (e.timestamp === c.timestamp && (id > c.partition || (id === c.partition && e.seq > c.seq)))
 
+  /**
+   * The matching events from `fromSeq` on (in sequence order), and `through`: the sequence up to which the
+   * partition was examined — the last match when `limit` stopped the scan, else the visible bound. A follower
+   * resumes at `through + 1` and can never skip an event, even when none matched.
+   */
+  const scanThrough = (tenant: string, options: ScanOptions): { events: Array<StoredEvent>; through: number } => {
+    const maxSeq = visibleSeq(options.asOf)
+    const since = Math.max(options.since ?? -Infinity, options.after?.timestamp ?? -Infinity)
+    const until = options.until ?? Infinity
+    const fromSeq = options.fromSeq ?? 1
+    const limit = Math.min(options.limit, limits.readEventsMax)
+    const lists: Array<ReadonlyArray<number>> = []
+    if (options.stream !== undefined) {
+      const entry = streams.get(streamKey(tenant, options.stream))
+      if (entry !== undefined) lists.push(entry.seqs)
+    } else if (options.types === undefined || options.types.length === 0) {
+      const all = byTenant.get(tenant)
+      if (all !== undefined) lists.push(all)
+    } else {
+      for (const type of new Set(options.types)) {
+        const l = byType.get(typeKey(tenant, type))
+        if (l !== undefined) lists.push(l)
+      }
+    }
+    const types = options.stream !== undefined && options.types !== undefined && options.types.length > 0
+      ? new Set(options.types)
+      : undefined
+    const prefix = options.streamPrefix
+    // k-way merge by sequence (= time order within a partition) of the candidate lists.
+    const cursors = lists.map((l) => lowerBound(l, (s) => s >= fromSeq && events[s - 1]!.timestamp >= since))
+    const out: Array<StoredEvent> = []
+    while (out.length < limit) {
+      let best = -1
+      let bestSeq = Infinity
+      for (let k = 0; k < lists.length; k++) {
+        const s = lists[k]![cursors[k]!]
+        if (s !== undefined && s < bestSeq) {
+          best = k
+          bestSeq = s
+        }
+      }
+      if (best === -1 || bestSeq > maxSeq) break
+      cursors[best]!++
+      const e = events[bestSeq - 1]!
+      if (e.timestamp > until) break
+      if (types !== undefined && !types.has(e.type)) continue
+      if (prefix !== undefined && !e.stream.startsWith(prefix)) continue
+      if (afterCursor(e, options.after)) out.push(e)
+    }
+    const through = out.length === limit ? out[out.length - 1]!.seq : Math.max(maxSeq, fromSeq - 1)
+    return { events: out, through }
+  }
+
   const scan = (tenant: string, options: ScanOptions) =>
-    Effect.sync((): ReadonlyArray<StoredEvent> => {
-      const maxSeq = visibleSeq(options.asOf)
-      const since = Math.max(options.since ?? -Infinity, options.after?.timestamp ?? -Infinity)
-      const until = options.until ?? Infinity
-      const fromSeq = options.fromSeq ?? 1
-      const limit = Math.min(options.limit, limits.readEventsMax)
-      const lists: Array<ReadonlyArray<number>> = []
-      if (options.types === undefined || options.types.length === 0) {
-        const all = byTenant.get(tenant)
-        if (all !== undefined) lists.push(all)
-      } else {
-        for (const type of new Set(options.types)) {
-          const l = byType.get(typeKey(tenant, type))
-          if (l !== undefined) lists.push(l)
-        }
-      }
-      // k-way merge by sequence (= time order within a partition) of the candidate lists.
-      const cursors = lists.map((l) => lowerBound(l, (s) => s >= fromSeq && events[s - 1]!.timestamp >= since))
-      const out: Array<StoredEvent> = []
-      while (out.length < limit) {
-        let best = -1
-        let bestSeq = Infinity
-        for (let k = 0; k < lists.length; k++) {
-          const s = lists[k]![cursors[k]!]
-          if (s !== undefined && s < bestSeq) {
-            best = k
-            bestSeq = s
-          }
-        }
-        if (best === -1 || bestSeq > maxSeq) break
-        cursors[best]!++
-        const e = events[bestSeq - 1]!
-        if (e.timestamp > until) break
-        if (afterCursor(e, options.after)) out.push(e)
-      }
-      return out
-    })
+    Effect.sync((): ReadonlyArray<StoredEvent> => scanThrough(tenant, options).events)
+
+  const follow = (tenant: string, options: ScanOptions) => Effect.sync(() => scanThrough(tenant, options))
 
   const reconstruct = <S>(tenant: string, stream: string, reducer: Reducer.Reducer<S>, asOf: AsOf.AsOf | undefined) =>
     Effect.sync(() => {
@@ -753,5 +781,5 @@ export const make = Effect.fnUntraced(function*(
     streams: streams.size
   }))
 
-  return { id, append, appendMany, readStream, scan, reconstruct, streamVersion, status, awaitWatermark }
+  return { id, append, appendMany, readStream, scan, follow, reconstruct, streamVersion, status, awaitWatermark }
 })

@@ -30,7 +30,7 @@ import {
 import { Rpc } from "effect/rpc"
 import { ChronosConfig } from "@chronos/config"
 import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
-import { Engine, type PartitionRouter, Router } from "./Engine.ts"
+import { awaitLocalWatermark, Engine, type PartitionRouter, Router } from "./Engine.ts"
 import type { EventLog } from "./EventLog.ts"
 import * as Partition from "./Partition.ts"
 
@@ -91,6 +91,8 @@ export const Scan = Rpc.make("Scan", {
     asOf: Schema.optionalKey(Schema.String),
     after: Schema.optionalKey(Schema.Struct({ timestamp: Schema.Number, partition: Schema.Int, seq: Schema.Int })),
     fromSeq: Schema.optionalKey(Schema.Int),
+    stream: Schema.optionalKey(Schema.String),
+    streamPrefix: Schema.optionalKey(Schema.String),
     limit: Schema.Int
   },
   success: StoredEvents
@@ -118,7 +120,32 @@ export const Status = Rpc.make("Status", {
   })
 })
 
-export const PartitionEntity = Entity.make("Partition", [Append, ReadStream, Scan, Reconstruct, Status])
+export const Follow = Rpc.make("Follow", {
+  payload: Scan.payloadSchema,
+  success: Schema.Struct({ events: StoredEvents, through: Schema.Int })
+})
+
+export const AwaitWatermark = Rpc.make("AwaitWatermark", {
+  payload: { seq: Schema.Int, timeoutMs: Schema.Int },
+  success: Schema.Int,
+  error: Errors.Unavailable
+})
+
+export const PartitionEntity = Entity.make("Partition", [Append, ReadStream, Scan, Follow, AwaitWatermark, Reconstruct, Status])
+
+/** The RPC payload of a scan (optional fields omitted rather than sent as undefined). */
+const scanPayload = (tenant: string, options: Partition.ScanOptions): typeof Scan.payloadSchema.Type => ({
+  tenant,
+  limit: options.limit,
+  ...(options.types === undefined ? {} : { types: options.types }),
+  ...(options.since === undefined ? {} : { since: options.since }),
+  ...(options.until === undefined ? {} : { until: options.until }),
+  ...(options.asOf === undefined ? {} : { asOf: AsOf.format(options.asOf) }),
+  ...(options.after === undefined ? {} : { after: options.after }),
+  ...(options.fromSeq === undefined ? {} : { fromSeq: options.fromSeq }),
+  ...(options.stream === undefined ? {} : { stream: options.stream }),
+  ...(options.streamPrefix === undefined ? {} : { streamPrefix: options.streamPrefix })
+})
 
 const parseAsOf = (asOf: string | undefined): AsOf.AsOf | undefined =>
   asOf === undefined ? undefined : AsOf.parse(asOf).pipe((o) => o._tag === "Some" ? o.value : undefined)
@@ -163,6 +190,8 @@ export const layerEntity: Layer.Layer<never, never, Sharding.Sharding | ChronosC
             asOf: parseAsOf(payload.asOf)
           }),
         Scan: ({ payload }) => partition.scan(payload.tenant, { ...payload, asOf: parseAsOf(payload.asOf) }),
+        Follow: ({ payload }) => partition.follow(payload.tenant, { ...payload, asOf: parseAsOf(payload.asOf) }),
+        AwaitWatermark: ({ payload }) => awaitLocalWatermark(partition, payload.seq, payload.timeoutMs),
         Reconstruct: ({ payload }) => {
           const reducer = Reducer.fromName(payload.reducer)
           return reducer._tag === "None"
@@ -200,7 +229,14 @@ export const layerRouter: Layer.Layer<Router, never, Sharding.Sharding | ActiveP
       scan: (p, tenant, options) => local(p)?.scan(tenant, options) ?? remote.scan(p, tenant, options),
       reconstruct: (p, tenant, stream, reducer, asOf) =>
         local(p)?.reconstruct(tenant, stream, reducer, asOf) ?? remote.reconstruct(p, tenant, stream, reducer, asOf),
-      status: (p) => local(p)?.status ?? remote.status(p)
+      status: (p) => local(p)?.status ?? remote.status(p),
+      follow: (p, tenant, options) => local(p)?.follow(tenant, options) ?? remote.follow(p, tenant, options),
+      awaitWatermark: (p, seq, timeoutMs) => {
+        const partition = local(p)
+        return partition === undefined
+          ? remote.awaitWatermark(p, seq, timeoutMs)
+          : awaitLocalWatermark(partition, seq, timeoutMs)
+      }
     } satisfies PartitionRouter
   })
 )
@@ -280,17 +316,10 @@ const makeRemoteRouter: Effect.Effect<PartitionRouter, never, Sharding.Sharding>
           direction: options.direction,
           ...(options.asOf === undefined ? {} : { asOf: AsOf.format(options.asOf) })
         }).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
-      scan: (p, tenant, options) =>
-        client(p).Scan({
-          tenant,
-          limit: options.limit,
-          ...(options.types === undefined ? {} : { types: options.types }),
-          ...(options.since === undefined ? {} : { since: options.since }),
-          ...(options.until === undefined ? {} : { until: options.until }),
-          ...(options.asOf === undefined ? {} : { asOf: AsOf.format(options.asOf) }),
-          ...(options.after === undefined ? {} : { after: options.after }),
-          ...(options.fromSeq === undefined ? {} : { fromSeq: options.fromSeq })
-        }).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
+      scan: (p, tenant, options) => client(p).Scan(scanPayload(tenant, options)).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
+      follow: (p, tenant, options) => client(p).Follow(scanPayload(tenant, options)).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
+      awaitWatermark: (p, seq, timeoutMs) =>
+        client(p).AwaitWatermark({ seq, timeoutMs }).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
       reconstruct: (p, tenant, stream, reducer, asOf) =>
         Reducer.fromName(reducer.name)._tag === "Some"
           ? client(p).Reconstruct({
