@@ -58,7 +58,7 @@ export class EventLog extends Context.Service<EventLog, EventLogShape>()("chrono
   /** A log in process memory. Each layer build is an independent, empty store. */
   static readonly layerMemory: Layer.Layer<EventLog> = Layer.sync(EventLog, () => makeMemory())
   /** Segment files under `<dataDir>/log/p<NNN>/` (see `internal/fileLog.ts`). */
-  static readonly layerFile = (options: { dataDir: string; segmentBytesMax?: number }) =>
+  static readonly layerFile = (options: FileLog.Options) =>
     Layer.effect(EventLog, FileLog.make(options))
   /** One JetStream stream per partition, on one NATS connection per layer (see `internal/jetStreamLog.ts`). */
   static readonly layerJetStream = (options: JetStreamLog.Options) => Layer.effect(EventLog, JetStreamLog.make(options))

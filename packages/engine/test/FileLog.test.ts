@@ -608,3 +608,15 @@ describe("FileLog", () => {
     }
   })
 })
+
+describe("store manifest", () => {
+  it("records the partition count when a store is created and refuses another count later", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "chronos-manifest-"))
+    await Effect.runPromise(FileLog.make({ dataDir: dir, partitions: 8 }))
+    await Effect.runPromise(FileLog.make({ dataDir: dir, partitions: 8 }))
+    const exit = await Effect.runPromiseExit(FileLog.make({ dataDir: dir, partitions: 32 }))
+    assert.strictEqual(exit._tag, "Failure")
+    assert.include(String(Exit.isFailure(exit) ? Cause.squash(exit.cause) : ""), "holds a store of 8 partitions, but 32 were configured")
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+})

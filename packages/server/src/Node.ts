@@ -22,7 +22,11 @@ export const logLayer = (config: ChronosConfigShape): Layer.Layer<EventLog, LogE
     case "memory":
       return EventLog.layerMemory
     case "file":
-      return EventLog.layerFile({ dataDir: config.dataDir, segmentBytesMax: config.logSegmentBytesMax })
+      return EventLog.layerFile({
+        dataDir: config.dataDir,
+        segmentBytesMax: config.logSegmentBytesMax,
+        partitions: config.partitions
+      })
     case "jetstream":
       return EventLog.layerJetStream({
         servers: config.natsUrls.split(",").map((s) => s.trim()).filter((s) => s !== ""),

@@ -41,7 +41,9 @@ const fieldOf = (prefix: string, path: ReadonlyArray<PropertyKey | { readonly ke
 export const invalidRequestOf = (prefix: string, issue: SchemaIssue.Issue | undefined): Errors.InvalidRequest => {
   const first = issue === undefined ? undefined : formatIssues(issue).issues[0]
   const field = fieldOf(prefix, first?.path)
-  const message = hints[field] ?? (first === undefined ? `invalid ${field}` : first.message)
+  // `Object.hasOwn`: a field named `__proto__` or `constructor` must not find Object.prototype's members.
+  const message = (Object.hasOwn(hints, field) ? hints[field] : undefined) ??
+    (first === undefined ? `invalid ${field}` : first.message)
   return new Errors.InvalidRequest({ field, message })
 }
 

@@ -261,6 +261,9 @@ describe.each([true, false])("HTTP API (direct path: %s)", (directPath) => {
       await expectInvalid(api.post(s, "[1,2]"), "body")
       await expectInvalid(api.post(s, { events: [ev], expectedVerison: 1 }), "expectedVerison")
       await expectInvalid(api.post(s, { events: [{ ...ev, tpye: "B" }] }), "events[0].tpye")
+      // Keys that name Object.prototype members are unknown fields like any other (once a 500).
+      await expectInvalid(api.post(s, "{\"__proto__\":1,\"events\":[{\"type\":\"A\",\"data\":1}]}"), "__proto__")
+      await expectInvalid(api.post(s, { constructor: 1, events: [ev] }), "constructor")
       await expectInvalid(api.post(s, { events: [{ type: "A" }] }), "events[0].data")
       await expectInvalid(api.post(s, { events: [] }), "events")
       await expectInvalid(api.post(s, { expectedVersion: "3", events: [ev] }), "expectedVersion")

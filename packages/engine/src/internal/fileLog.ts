@@ -107,6 +107,43 @@ export interface Options {
   readonly dataDir: string
   /** A segment is rolled once it holds this many bytes (default 64 MiB, `ChronosConfig.logSegmentBytesMax`). */
   readonly segmentBytesMax?: number
+  /**
+   * The store's partition count. Recorded in `<dataDir>/log/STORE.json` when the store is created and checked on
+   * every later open: the count decides where every stream lives, so opening a store with another count would
+   * silently route streams to partitions that do not hold them.
+   */
+  readonly partitions?: number
+}
+
+/** Checks (or, for a new store, records) the partition count of the store in `dataDir`. */
+const checkStoreManifest = (dataDir: string, partitions: number): void => {
+  const dir = path.join(dataDir, "log")
+  const file = path.join(dir, "STORE.json")
+  let recorded: { partitions?: unknown } | undefined
+  try {
+    recorded = JSON.parse(fs.readFileSync(file, "utf8")) as { partitions?: unknown }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error
+  }
+  if (recorded !== undefined) {
+    if (recorded.partitions !== partitions) {
+      throw new Error(
+        `file log: ${dataDir} holds a store of ${String(recorded.partitions)} partitions, but ${partitions} were ` +
+          `configured; the partition count is fixed when a store is created (set partitions to ${String(recorded.partitions)})`
+      )
+    }
+    return
+  }
+  fs.mkdirSync(dir, { recursive: true })
+  const tmp = `${file}.tmp`
+  fs.writeFileSync(tmp, JSON.stringify({ formatVersion: 1, partitions }) + "\n")
+  const fd = fs.openSync(tmp, "r")
+  fs.fsyncSync(fd)
+  fs.closeSync(fd)
+  fs.renameSync(tmp, file)
+  const dirFd = fs.openSync(dir, "r")
+  fs.fsyncSync(dirFd)
+  fs.closeSync(dirFd)
 }
 
 /** Counters of one open handle, for status output and benchmarks. */
@@ -141,6 +178,7 @@ export const make = (options: Options): Effect.Effect<FileLogShape> =>
     }
     // Resolved once so that a later change of the working directory cannot move the log.
     const dataDir = path.resolve(options.dataDir)
+    if (options.partitions !== undefined) checkStoreManifest(dataDir, options.partitions)
     return {
       driver: "file",
       open: (partition: number) => open(dataDir, segmentBytesMax, partition)
