@@ -18,9 +18,10 @@
  * The write path avoids per-event Effect overhead: an append is one `Effect.callback` that registers with the
  * writer synchronously; the writer fiber cuts commits and resumes callers when the log acknowledges.
  */
-import { Cause, Clock, Effect, Exit, Random, Schedule, Scope } from "effect"
+import { Cause, Clock, Effect, Exit, Option, Random, Schedule, Scope } from "effect"
 import type { ChronosConfigShape } from "@chronos/config"
 import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
+import { ColdStore, type SealTarget } from "./ColdStore.ts"
 import { type Commit, encodeRow, encodeRowFrom, lastSeq } from "./Commit.ts"
 import { EventLog, type LogError, LogUnavailable, type PartitionLog } from "./EventLog.ts"
 
@@ -142,8 +143,10 @@ interface WatermarkWaiter {
   readonly fail: (error: Errors.Unavailable) => void
 }
 
-const streamKey = (tenant: string, stream: string) => `${tenant}\u0000${stream}`
-const typeKey = (tenant: string, type: string) => `${tenant}\u0000${type}`
+/** Two-level maps (tenant, then name): no key is built by string concatenation on the hot path. */
+type ByTenant<A> = Map<string, Map<string, A>>
+
+const lookup = <A>(map: ByTenant<A>, tenant: string, name: string): A | undefined => map.get(tenant)?.get(name)
 
 /** Index of the first element of the ascending `seqs` whose event satisfies `atOrAfter`, by binary search. */
 const lowerBound = (seqs: ReadonlyArray<number>, atOrAfter: (seq: number) => boolean): number => {
@@ -157,7 +160,6 @@ const lowerBound = (seqs: ReadonlyArray<number>, atOrAfter: (seq: number) => boo
   return lo
 }
 
-const HEX: ReadonlyArray<string> = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
 
 export interface Partition {
   readonly id: number
@@ -200,17 +202,20 @@ export interface Partition {
 export const make = Effect.fnUntraced(function*(
   id: number,
   limits: PartitionLimits
-): Effect.fn.Return<Partition, LogError, EventLog | Scope.Scope> {
+): Effect.fn.Return<Partition, LogError | Errors.CorruptData, EventLog | Scope.Scope> {
   const eventLog = yield* EventLog
   const clock = yield* Clock.Clock
   const random = yield* Random.Random
   const scope = yield* Effect.scope
+  // Optional cold tier (sealed segments): replayed before the log, and told about the partition once it is open.
+  const cold = yield* Effect.serviceOption(ColdStore)
 
   // ---- state ---------------------------------------------------------------------------------------------------
   let events: Array<StoredEvent> = []
-  let streams = new Map<string, StreamEntry>()
+  let streams: ByTenant<StreamEntry> = new Map()
+  let streamCount = 0
   let byTenant = new Map<string, Array<number>>()
-  let byType = new Map<string, Array<number>>()
+  let byType: ByTenant<Array<number>> = new Map()
   let eventIds = new Map<string, number>()
   let seq = 0
   let watermark = 0
@@ -249,19 +254,22 @@ export const make = Effect.fnUntraced(function*(
     let tenantSeqs = byTenant.get(event.tenant)
     if (tenantSeqs === undefined) byTenant.set(event.tenant, tenantSeqs = [])
     tenantSeqs.push(event.seq)
-    const tk = typeKey(event.tenant, event.type)
-    let typeSeqs = byType.get(tk)
-    if (typeSeqs === undefined) byType.set(tk, typeSeqs = [])
+    let types = byType.get(event.tenant)
+    if (types === undefined) byType.set(event.tenant, types = new Map())
+    let typeSeqs = types.get(event.type)
+    if (typeSeqs === undefined) types.set(event.type, typeSeqs = [])
     typeSeqs.push(event.seq)
     eventIds.set(event.eventId, event.seq)
   }
 
   const entryFor = (tenant: string, stream: string): StreamEntry => {
-    const key = streamKey(tenant, stream)
-    let entry = streams.get(key)
+    let byStream = streams.get(tenant)
+    if (byStream === undefined) streams.set(tenant, byStream = new Map())
+    let entry = byStream.get(stream)
     if (entry === undefined) {
       entry = { tenant, stream, seqs: [], snapshots: undefined }
-      streams.set(key, entry)
+      byStream.set(stream, entry)
+      streamCount++
     }
     return entry
   }
@@ -270,6 +278,11 @@ export const make = Effect.fnUntraced(function*(
     if (commit.partition !== id) throw new Error(`partition ${id}: log holds a commit of partition ${commit.partition}`)
     let s = commit.firstSeq
     for (const e of commit.events) {
+      // A log record may straddle the end of the sealed range: its events the cold tier already served are skipped.
+      if (s < replayFromSeq) {
+        s++
+        continue
+      }
       indexEvent({
         eventId: e.eventId,
         tenant: e.tenant,
@@ -285,10 +298,17 @@ export const make = Effect.fnUntraced(function*(
     }
   }
 
-  /** Opens the log and rebuilds every index from it. Only durable commits exist afterwards. */
+  /** Replay skips events below this sequence: those the cold tier served (see `load`). */
+  let replayFromSeq = 1
+
+  /**
+   * Opens the log and rebuilds every index from it: the sealed segments first (when a cold tier is provided), then
+   * the log from the sequence after them. Only durable commits exist afterwards.
+   */
   const load = Effect.gen(function*() {
     events = []
     streams = new Map()
+    streamCount = 0
     byTenant = new Map()
     byType = new Map()
     eventIds = new Map()
@@ -297,7 +317,24 @@ export const make = Effect.fnUntraced(function*(
     lastTimestamp = 0
     logScope = yield* Scope.fork(scope)
     log = yield* eventLog.open(id).pipe(Effect.provideService(Scope.Scope, logScope))
-    const last = yield* log.replay(1, applyCommit)
+    replayFromSeq = 1
+    const sealed = Option.isSome(cold) ? yield* cold.value.replay(id, applyCommit) : 0
+    if (sealed !== events.length) {
+      return yield* Effect.die(new Error(`partition ${id}: cold tier reports seq ${sealed} but replayed ${events.length}`))
+    }
+    replayFromSeq = sealed + 1
+    const last = yield* log.replay(sealed + 1, (commit) => {
+      if (events.length === 0 && commit.firstSeq > 1 && Option.isNone(cold)) {
+        throw new Error(
+          `partition ${id}: the log starts at seq ${commit.firstSeq}, it was truncated below sealed segments; ` +
+            `open the partition with the ColdStore that holds them (@chronos/storage)`
+        )
+      }
+      applyCommit(commit)
+    })
+    if (last < sealed) {
+      return yield* Effect.die(new Error(`partition ${id}: the log ends at seq ${last}, below the sealed seq ${sealed}`))
+    }
     if (last !== events.length) {
       return yield* Effect.die(new Error(`partition ${id}: log reports last seq ${last} but replay produced ${events.length}`))
     }
@@ -465,24 +502,56 @@ export const make = Effect.fnUntraced(function*(
   })
   yield* Effect.forkIn(watchdog, scope)
 
-  // ---- append ------------------------------------------------------------------------------------------------
-  const newEventId = (): string => {
-    // UUID v4 from the Random service (deterministic under a seeded Random in tests).
-    const b = uuidBytes
-    for (let i = 0; i < 16; i += 4) {
-      const r = random.nextIntUnsafe()
-      b[i] = r & 0xff
-      b[i + 1] = (r >>> 8) & 0xff
-      b[i + 2] = (r >>> 16) & 0xff
-      b[i + 3] = (r >>> 24) & 0xff
+  // ---- cold tier ---------------------------------------------------------------------------------------------
+  if (Option.isSome(cold)) {
+    const target: SealTarget = {
+      partition: id,
+      watermark: () => watermark,
+      readRange: (fromSeq, toSeq) => {
+        if (!(Number.isSafeInteger(fromSeq) && fromSeq >= 1 && fromSeq <= toSeq && toSeq <= watermark)) {
+          throw new Error(`partition ${id}: readRange(${fromSeq}, ${toSeq}) outside [1, watermark ${watermark}]`)
+        }
+        return events.slice(fromSeq - 1, toSeq)
+      },
+      truncateLog: (below) =>
+        Effect.suspend(() => {
+          if (below > watermark + 1) {
+            return Effect.die(new Error(`partition ${id}: truncateLog(${below}) above watermark ${watermark}`))
+          }
+          if (reloading || stopped !== undefined) {
+            return Effect.fail(new LogUnavailable({ partition: id, message: `partition ${id} is reloading; retry` }))
+          }
+          return log.truncateBefore === undefined ? Effect.void : log.truncateBefore(below)
+        })
     }
-    b[6] = (b[6]! & 0x0f) | 0x40
-    b[8] = (b[8]! & 0x3f) | 0x80
-    const h = HEX
-    return h[b[0]!]! + h[b[1]!]! + h[b[2]!]! + h[b[3]!]! + "-" + h[b[4]!]! + h[b[5]!]! + "-" + h[b[6]!]! + h[b[7]!]! +
-      "-" + h[b[8]!]! + h[b[9]!]! + "-" + h[b[10]!]! + h[b[11]!]! + h[b[12]!]! + h[b[13]!]! + h[b[14]!]! + h[b[15]!]!
+    yield* cold.value.attach(target).pipe(Effect.provideService(Scope.Scope, scope))
   }
-  const uuidBytes = new Uint8Array(16)
+
+  // Closed under its callers (its shard moved to another runner, lock storage lost, the node stopping): answer
+  // everything still pending instead of leaving it waiting for ever. Retryable: the caller re-sends with the same
+  // event ids to wherever the partition lives next, which tells whether the commit landed.
+  let closed = false
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      closed = true
+      failEverythingPending(unavailable(`partition ${id} closed on this runner; retry`))
+    })
+  )
+
+  // ---- append ------------------------------------------------------------------------------------------------
+  /**
+   * Event ids for events appended without one: RFC 9562 version-8 UUIDs made of 74 random bits drawn once per
+   * partition instance (from the Random service: deterministic under a seeded Random in tests) and a 48-bit
+   * counter. Unique like random UUIDs, at the cost of one hex conversion instead of 128 random bits per event.
+   */
+  const idPrefix = (() => {
+    const r = () => (random.nextIntUnsafe() >>> 0).toString(16).padStart(8, "0")
+    const a = r() + r() + r()
+    const variant = (8 + (random.nextIntUnsafe() & 3)).toString(16)
+    return `${a.slice(0, 8)}-${a.slice(8, 12)}-8${a.slice(12, 15)}-${variant}${a.slice(15, 18)}-`
+  })()
+  let idCounter = 0
+  const newEventId = (): string => idPrefix + (idCounter++).toString(16).padStart(12, "0")
 
   /** The answer to an append whose events are all already stored: their original positions. */
   const duplicateOf = (
@@ -517,6 +586,7 @@ export const make = Effect.fnUntraced(function*(
       return resume(Exit.fail(new Errors.Unavailable({ message: `partition ${id} stopped: ${stopped}`, retryable: false })))
     }
     if (reloading) return resume(Exit.fail(unavailable(`partition ${id} is reloading its log; retry`)))
+    if (closed) return resume(Exit.fail(unavailable(`partition ${id} closed on this runner; retry`)))
     const n = input.events.length
     if (n === 0) {
       return resume(Exit.fail(new Errors.InvalidRequest({ field: "events", message: "at least one event is required" })))
@@ -567,7 +637,7 @@ export const make = Effect.fnUntraced(function*(
       })
       return
     }
-    const existing = streams.get(streamKey(input.tenant, input.stream))
+    const existing = lookup(streams, input.tenant, input.stream)
     const current = existing === undefined ? -1 : existing.seqs.length - 1
     if (!ExpectedVersion.isSatisfied(input.expectedVersion, current)) {
       return resume(Exit.fail(
@@ -658,7 +728,7 @@ export const make = Effect.fnUntraced(function*(
 
   const readStream = (tenant: string, stream: string, options: ReadStreamOptions) =>
     Effect.sync((): ReadonlyArray<StoredEvent> => {
-      const entry = streams.get(streamKey(tenant, stream))
+      const entry = lookup(streams, tenant, stream)
       if (entry === undefined) return []
       const top = visibleVersion(entry, visibleSeq(options.asOf))
       const limit = Math.min(options.limit, limits.readEventsMax)
@@ -692,14 +762,14 @@ export const make = Effect.fnUntraced(function*(
     const limit = Math.min(options.limit, limits.readEventsMax)
     const lists: Array<ReadonlyArray<number>> = []
     if (options.stream !== undefined) {
-      const entry = streams.get(streamKey(tenant, options.stream))
+      const entry = lookup(streams, tenant, options.stream)
       if (entry !== undefined) lists.push(entry.seqs)
     } else if (options.types === undefined || options.types.length === 0) {
       const all = byTenant.get(tenant)
       if (all !== undefined) lists.push(all)
     } else {
       for (const type of new Set(options.types)) {
-        const l = byType.get(typeKey(tenant, type))
+        const l = lookup(byType, tenant, type)
         if (l !== undefined) lists.push(l)
       }
     }
@@ -739,7 +809,7 @@ export const make = Effect.fnUntraced(function*(
 
   const reconstruct = <S>(tenant: string, stream: string, reducer: Reducer.Reducer<S>, asOf: AsOf.AsOf | undefined) =>
     Effect.sync(() => {
-      const entry = streams.get(streamKey(tenant, stream))
+      const entry = lookup(streams, tenant, stream)
       if (entry === undefined) return { version: -1, state: reducer.initial }
       const top = visibleVersion(entry, visibleSeq(asOf))
       const every = limits.snapshotEveryEvents
@@ -769,7 +839,7 @@ export const make = Effect.fnUntraced(function*(
 
   const streamVersion = (tenant: string, stream: string) =>
     Effect.sync(() => {
-      const entry = streams.get(streamKey(tenant, stream))
+      const entry = lookup(streams, tenant, stream)
       return entry === undefined ? -1 : visibleVersion(entry, watermark)
     })
 
@@ -778,8 +848,49 @@ export const make = Effect.fnUntraced(function*(
     seq,
     watermark,
     events: watermark,
-    streams: streams.size
+    streams: streamCount
   }))
 
   return { id, append, appendMany, readStream, scan, follow, reconstruct, streamVersion, status, awaitWatermark }
 })
+
+/**
+ * A partition whose stored data failed verification at load (`CorruptData`): it serves nothing rather than a
+ * partial history. Appends fail with a non-retryable `Unavailable` naming the damage; reads die with the
+ * `CorruptData` itself (the read signatures have no error channel, and an empty answer would be a silent lie);
+ * `status` answers, so that the node and its other partitions keep running and an operator can see which one is out.
+ */
+export const quarantined = (id: number, error: Errors.CorruptData): Partition => {
+  const refused = new Errors.Unavailable({
+    message: `partition ${id} is quarantined: corrupt data at ${error.location}: ${error.message}; run chronos verify`,
+    retryable: false
+  })
+  return {
+    id,
+    append: () => Effect.fail(refused),
+    appendMany: (inputs) => Effect.succeed(inputs.map(() => Exit.fail(refused))),
+    readStream: () => Effect.die(error),
+    scan: () => Effect.die(error),
+    follow: () => Effect.die(error),
+    reconstruct: () => Effect.die(error),
+    streamVersion: () => Effect.die(error),
+    status: Effect.succeed({ partition: id, seq: 0, watermark: 0, events: 0, streams: 0 }),
+    awaitWatermark: () => Effect.fail(refused)
+  }
+}
+
+/**
+ * `make`, except that a partition whose sealed segments fail verification opens `quarantined` instead of failing:
+ * one damaged partition must not keep a node's other partitions from serving.
+ */
+export const makeServing = (
+  id: number,
+  limits: PartitionLimits
+): Effect.Effect<Partition, LogError, EventLog | Scope.Scope> =>
+  make(id, limits).pipe(
+    Effect.catchTag("CorruptData", (error) =>
+      Effect.as(
+        Effect.logError(`partition ${id} quarantined: corrupt data at ${error.location}: ${error.message}`),
+        quarantined(id, error)
+      ))
+  )

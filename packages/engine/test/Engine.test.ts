@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schema } from "effect"
+import { Ids } from "@chronos/domain"
 import { ChronosConfig } from "@chronos/config"
 import { Engine } from "../src/Engine.ts"
 import { EventLog } from "../src/EventLog.ts"
@@ -25,6 +26,16 @@ describe("Engine (memory log)", () => {
       assert.strictEqual(wrong._tag, "WrongExpectedVersion")
       const state = yield* engine.state("t1", "order-1", "merge", undefined)
       assert.deepStrictEqual(state.state, { n: 3 })
+    }).pipe(Effect.provide(TestEngine)))
+
+  it.live("generated event ids are valid, distinct UUIDs", () =>
+    Effect.gen(function*() {
+      const engine = yield* Engine
+      yield* engine.append("t1", "ids", { events: Array.from({ length: 50 }, (_, i) => ev("A", { i })) })
+      const read = yield* engine.readStream("t1", "ids", {})
+      const ids = read.map((e) => e.eventId)
+      assert.strictEqual(new Set(ids).size, 50)
+      for (const id of ids) assert.isTrue(Schema.is(Ids.EventId)(id), id)
     }).pipe(Effect.provide(TestEngine)))
 
   it.live("a duplicate event id returns the original positions and writes nothing", () =>
