@@ -146,7 +146,8 @@ describe("nats-server (3-node cluster)", () => {
             throw e;
           }
         },
-        30_000,
+        // Generous: a leader election takes 4–8 s here, and much longer when the 2 cores are saturated.
+        60_000,
         100,
       );
     const publishRange = async (from: number, to: number, inFlight = 16): Promise<void> => {
