@@ -40,6 +40,16 @@ export interface ChronosConfigShape {
   readonly pendingAppendsMax: number
   /** How long an append may wait for durability before it fails with `Unavailable`. */
   readonly appendTimeoutMs: number
+  /**
+   * Pause between two attempts of an append that failed with a retryable `Unavailable` (its partition moving to
+   * another runner, reloading its log); the gateway retries within `appendTimeoutMs` (see `engine/AppendRetry.ts`).
+   */
+  readonly appendRetryIntervalMs: number
+  /**
+   * How long one attempt of an append to a partition on another runner may take before the gateway gives up on it
+   * and retries (same event ids, so a slow attempt that still commits is answered, not doubled).
+   */
+  readonly appendAttemptTimeoutMs: number
   /** Attempts to reopen and replay a partition's log after the log refused a commit, before the partition stops. */
   readonly reloadRetriesMax: number
 
@@ -61,10 +71,94 @@ export interface ChronosConfigShape {
   readonly subscriptionPageEventsMax: number
   /** How long an idle subscription waits for new events before it looks again. */
   readonly subscriptionIdleWaitMs: number
+  /**
+   * Events buffered for one streaming (SSE) subscriber, at most: what one step reads over all partitions, and the
+   * queue between the reader and the connection. A subscriber that does not read stops the reading there.
+   */
+  readonly subscriptionWindowEventsMax: number
+  /**
+   * A subscriber further behind than this (sum of the watermarks − sum of its position) is told so (SSE
+   * `event: lagging`), once each time it falls behind; it is never dropped silently.
+   */
+  readonly subscriberLagEventsMax: number
+  /** How often a streaming subscriber's lag is measured. */
+  readonly subscriptionLagCheckMs: number
+  /** A `: keepalive` SSE comment is sent after this long without any other output. */
+  readonly subscriptionKeepaliveMs: number
+
+  // --- consumer groups (server-side checkpoints) ---------------------------------------------------------------
+  /** Characters of a consumer group's or a projection's name. */
+  readonly consumerNameLengthMax: number
+  /** Deliveries of one event (first one included) before it is parked as poison. */
+  readonly consumerAttemptsMax: number
+  /** A delivery not acknowledged within this long counts as a failed attempt and is retried. */
+  readonly consumerAckTimeoutMs: number
+  /** Delay before the first retry of a failed delivery; each later retry doubles it, up to the maximum. */
+  readonly consumerRetryBackoffMs: number
+  readonly consumerRetryBackoffMsMax: number
+  /** Deliveries one `next` returns. */
+  readonly consumerBatchEventsMax: number
+  /** How long one `next` may wait for deliveries (long poll). */
+  readonly consumerWaitMsMax: number
+  /** Events a group holds in memory between its checkpoint and what it has read: ready, in flight, retrying. */
+  readonly consumerBufferEventsMax: number
+  /** Parked events per group; past this, failing events stay in retry (at the maximum backoff) instead. */
+  readonly consumerParkedEventsMax: number
+  /** A group's checkpoint is written at least this often while it moves (and at every ack/nack). */
+  readonly consumerCheckpointIntervalMs: number
+  /** Consumer groups open (served) in one process. */
+  readonly consumerGroupsMax: number
+
+  // --- projections -----------------------------------------------------------------------------------------------
+  /** Keys of a declarative projection's state (`groupBy` values). Past this the projection stops as failed. */
+  readonly projectionStateKeysMax: number
+  /** A running projection writes its state and checkpoint (together) after this many events… */
+  readonly projectionCheckpointEveryEvents: number
+  /** …or this long after its last write, whichever comes first. */
+  readonly projectionCheckpointIntervalMs: number
+  /**
+   * A projection whose owner has not written for this long is taken over by another process (cluster failover);
+   * a running projection writes at least every third of it.
+   */
+  readonly projectionLeaseMs: number
+  /** Projections defined in one process. */
+  readonly projectionsMax: number
+  /** Bytes of one stored checkpoint document (a group's, or a projection's state + checkpoint). */
+  readonly checkpointBytesMax: number
+
+  // --- forks (copy-on-write sandboxes) --------------------------------------------------------------------------
+  /** Live forks of one tenant (branches included). */
+  readonly forksPerTenantMax: number
+  /** Events one fork may hold (its own writes; what it inherits from its parent is not counted). */
+  readonly forkEventsMax: number
+  /** A fork's time to live, at most. */
+  readonly forkTtlSecondsMax: number
+  /** How often expired forks are looked for and deleted (embedded mode's timer). */
+  readonly forkExpiryIntervalMs: number
+  /** Labels on one fork. */
+  readonly forkLabelsMax: number
+  /** Characters of one label's key or value. */
+  readonly forkLabelLengthMax: number
+  /** Parent events listed per conflicting stream in a merge report (the count is always given). */
+  readonly forkMergeConflictEventsMax: number
 
   // --- file log ------------------------------------------------------------------------------------------------
   /** A partition's log file is rolled into a new segment file past this size. */
   readonly logSegmentBytesMax: number
+
+  // --- cold tier (Parquet segments, see @chronos/storage) ---------------------------------------------------------
+  /** A partition's durable, unsealed range is sealed into a segment once it holds this many bytes (estimated)… */
+  readonly coldSealBytesMin: number
+  /** …or once its oldest unsealed event is this old, whichever comes first. */
+  readonly coldSealAgeMs: number
+  /** How often an owner checks its partitions against the two sealing thresholds. */
+  readonly coldSealCheckIntervalMs: number
+  /** Rows of one Parquet row group: the unit that row-group statistics prune, so smaller prunes finer. */
+  readonly segmentRowGroupRowsMax: number
+  /** Events of one segment file; a larger sealed range is written as several segments. */
+  readonly segmentEventsMax: number
+  /** Bytes of verified segment files a reader keeps in memory (the cold-read cache). */
+  readonly segmentCacheBytesMax: number
 }
 
 export const defaults: ChronosConfigShape = {
@@ -84,6 +178,8 @@ export const defaults: ChronosConfigShape = {
   commitsInFlightMax: 4,
   pendingAppendsMax: 200_000,
   appendTimeoutMs: 10_000,
+  appendRetryIntervalMs: 100,
+  appendAttemptTimeoutMs: 2_000,
   reloadRetriesMax: 10,
   tenantIdLengthMax: 64,
   streamIdLengthMax: 256,
@@ -93,7 +189,41 @@ export const defaults: ChronosConfigShape = {
   snapshotEveryEvents: 1_000,
   subscriptionPageEventsMax: 1_000,
   subscriptionIdleWaitMs: 1_000,
-  logSegmentBytesMax: 64 * 1_048_576
+  subscriptionWindowEventsMax: 1_000,
+  subscriberLagEventsMax: 100_000,
+  subscriptionLagCheckMs: 1_000,
+  subscriptionKeepaliveMs: 15_000,
+  consumerNameLengthMax: 128,
+  consumerAttemptsMax: 5,
+  consumerAckTimeoutMs: 30_000,
+  consumerRetryBackoffMs: 1_000,
+  consumerRetryBackoffMsMax: 60_000,
+  consumerBatchEventsMax: 1_000,
+  consumerWaitMsMax: 30_000,
+  consumerBufferEventsMax: 10_000,
+  consumerParkedEventsMax: 10_000,
+  consumerCheckpointIntervalMs: 1_000,
+  consumerGroupsMax: 1_000,
+  projectionStateKeysMax: 100_000,
+  projectionCheckpointEveryEvents: 10_000,
+  projectionCheckpointIntervalMs: 1_000,
+  projectionLeaseMs: 15_000,
+  projectionsMax: 1_000,
+  checkpointBytesMax: 4 * 1_048_576,
+  forksPerTenantMax: 100,
+  forkEventsMax: 100_000,
+  forkTtlSecondsMax: 7 * 24 * 3_600,
+  forkExpiryIntervalMs: 1_000,
+  forkLabelsMax: 16,
+  forkLabelLengthMax: 128,
+  forkMergeConflictEventsMax: 100,
+  logSegmentBytesMax: 64 * 1_048_576,
+  coldSealBytesMin: 64 * 1_048_576,
+  coldSealAgeMs: 6 * 3_600_000,
+  coldSealCheckIntervalMs: 10_000,
+  segmentRowGroupRowsMax: 4_096,
+  segmentEventsMax: 250_000,
+  segmentCacheBytesMax: 256 * 1_048_576
 }
 
 export class ChronosConfig extends Context.Service<ChronosConfig, ChronosConfigShape>()("chronos/config/ChronosConfig") {
@@ -141,6 +271,12 @@ export const make = (overrides: Partial<ChronosConfigShape>): ChronosConfigShape
   }
   if (config.readEventsDefault > config.readEventsMax) {
     throw new Error("config readEventsDefault must not exceed readEventsMax")
+  }
+  for (const key of ["subscriptionWindowEventsMax", "consumerAttemptsMax", "consumerBatchEventsMax", "consumerBufferEventsMax"] as const) {
+    if (!Number.isInteger(config[key]) || config[key] < 1) throw new Error(`config ${key} must be an integer >= 1`)
+  }
+  if (config.consumerRetryBackoffMs > config.consumerRetryBackoffMsMax) {
+    throw new Error("config consumerRetryBackoffMs must not exceed consumerRetryBackoffMsMax")
   }
   return config
 }

@@ -11,6 +11,7 @@ import { Command, Flag, Argument } from "effect/cli"
 import * as fs from "node:fs"
 import * as readline from "node:readline"
 import { ChronosClient, type EventInput } from "@chronos/client"
+import * as AdminCommands from "./AdminCommands.ts"
 import type { ChronosConfigShape } from "@chronos/config"
 import type { LogError } from "@chronos/engine/EventLog"
 import { Errors, type Event, type ExpectedVersion } from "@chronos/domain"
@@ -43,7 +44,15 @@ const clientLayer = (c: Connection): Layer.Layer<ChronosClient, UsageError | Log
   if (Option.isSome(c.url) && Option.isSome(c.dataDir)) {
     return Layer.effect(ChronosClient, Effect.fail(new UsageError({ message: "--url and --data-dir exclude each other" })))
   }
-  if (Option.isSome(c.dataDir)) return ChronosClient.layerEmbedded({ dataDir: c.dataDir.value })
+  // Over a data dir through the storage package's embedded engine: it includes the cold tier, without which a
+  // sealed store (log truncated below its segments) cannot be opened.
+  if (Option.isSome(c.dataDir)) {
+    const dataDir = c.dataDir.value
+    return Layer.unwrap(Effect.map(
+      Effect.promise(() => import("@chronos/storage/Embedded")),
+      (Embedded) => ChronosClient.layerEngine.pipe(Layer.provide(Embedded.layer({ dataDir })))
+    ))
+  }
   const url = Option.getOrElse(c.url, () => process.env["CHRONOS_URL"] ?? defaultUrl)
   return ChronosClient.layerHttp({ url })
 }
@@ -378,7 +387,7 @@ const partitions = Command.make(
 
 export const command = Command.make("chronos").pipe(
   Command.withDescription("Chronos: an event store with time travel. Start a node, append, read and query."),
-  Command.withSubcommands([start, append, read, query, state, partitions])
+  Command.withSubcommands([start, append, read, query, state, partitions, ...AdminCommands.commands])
 )
 
 /** `error: InvalidRequest: events[0].type: an event type is …` — the one line a failed command prints. */

@@ -49,7 +49,7 @@ export const shardLockExpirationMs = 5_000
 export const shardLockRefreshIntervalMs = 1_000
 
 /** How often every runner and client re-reads the runner registry and recomputes shard assignments. */
-export const refreshAssignmentsIntervalMs = 1_000
+export const refreshAssignmentsIntervalMs = 500
 
 /**
  * How often the shard acquisition loop is woken even without a change (it also restarts at this pace after a
@@ -68,11 +68,25 @@ export const natsRequestTimeoutMs = 2_000
 /** How long creating or checking the buckets at start may take (an R3 bucket is a meta-layer change + an election). */
 export const natsSetupTimeoutMs = 15_000
 
+/** Pause between two attempts of a start-up request to a bucket that is still electing its leader. */
+export const natsSetupRetryIntervalMs = 250
+
 /**
  * KV requests one acquire/refresh/release keeps in flight on the connection. One wave covers the default shard
  * count; the bound keeps a huge shard count from flooding the connection's outbound buffer.
  */
 export const leaseRequestsInFlightMax = 512
+
+/**
+ * How long `acquire` waits for a shard whose lease belongs to a runner that is no longer registered (a graceful stop
+ * in progress, or a registration that lapsed just before its leases) to be released or to expire, instead of
+ * failing at once and costing a whole acquisition round (the library retries after a fixed 1 s). Below the library's
+ * bound on one acquire call (min(shardLockRefreshInterval, shardLockExpiration / 3) = 1 s).
+ */
+export const handoffWaitMs = 600
+
+/** Pause between two reads of a lease that `acquire` waits on (see `handoffWaitMs`). */
+export const handoffPollIntervalMs = 25
 
 /** Attempts of a compare-and-swap loop on a contended key (machine-id counter, runner entry) before it fails. */
 export const casAttemptsMax = 50

@@ -51,7 +51,7 @@
  *    the runner subjects with one `STREAM.INFO` and reads them concurrently from the stream leader, so it creates no
  *    consumer; `releaseAll` (shutdown only) reads the whole locks bucket through one ordered consumer.
  */
-import { Data, Duration, Effect, Layer, Random, Result } from "effect"
+import { Clock, Data, Duration, Effect, Layer, Random, Result, Schedule } from "effect"
 import { ClusterError, RunnerStorage, ShardingConfig } from "effect/cluster"
 import { connect } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/transport-node"
@@ -199,6 +199,15 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
   const setupKvm = new Kvm(jetstream(nc, { timeout: Math.max(timeoutMs, ClusterConfig.natsSetupTimeoutMs) }))
   const kvm = new Kvm(js)
 
+  // A bucket that was just created still elects its Raft leader (seconds on a busy 3-node cluster whose runners all
+  // start at once), so its first requests may time out: setup retries them for up to `natsSetupTimeoutMs`. Every
+  // step is a read or a CAS, so repeating one is harmless.
+  const settle = <A>(effect: Effect.Effect<A, ClusterError.PersistenceError>) =>
+    effect.pipe(Effect.retry({
+      times: Math.ceil(ClusterConfig.natsSetupTimeoutMs / (timeoutMs + ClusterConfig.natsSetupRetryIntervalMs)),
+      schedule: Schedule.spaced(Duration.millis(ClusterConfig.natsSetupRetryIntervalMs))
+    }))
+
   /**
    * Opens a bucket, creating it if missing. An existing bucket must have the TTL this process needs: a lease bucket
    * with another TTL would expire leases at the wrong time (or never), and the meta bucket must never expire its
@@ -209,7 +218,7 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
     const create = request(() => setupKvm.create(name, { history: 1, ttl: ttlMs, replicas, storage, allow_direct: false }))
     // Two processes creating the same bucket at once: the loser's create fails, the retry binds to the winner's.
     const created = yield* Effect.catch(create, () => create)
-    const status = yield* request(() => created.status())
+    const status = yield* settle(request(() => created.status()))
     if (status.ttl !== ttlMs) {
       return yield* new ClusterConfigMismatch({
         message: `NATS KV bucket "${name}" has TTL ${status.ttl} ms, but this process needs ${ttlMs} ms ` +
@@ -235,11 +244,11 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
 
   // Record the cluster-wide settings at first start; everyone after must agree (see module doc).
   const settings: ShardingValue = { shardsPerGroup: config.shardsPerGroup, shardLockExpirationMs: expirationMs }
-  let recorded = yield* request(() => meta.get("sharding"))
+  let recorded = yield* settle(request(() => meta.get("sharding")))
   if (recorded === null || recorded.operation !== "PUT") { // first start (or the record was deleted on purpose)
     const expected = recorded?.revision ?? 0
-    yield* cas(() => meta.put("sharding", JSON.stringify(settings), { previousSeq: expected }))
-    recorded = yield* request(() => meta.get("sharding")) // ours, or the one a concurrent first start wrote
+    yield* settle(cas(() => meta.put("sharding", JSON.stringify(settings), { previousSeq: expected })))
+    recorded = yield* settle(request(() => meta.get("sharding"))) // ours, or the one a concurrent first start wrote
   }
   const recordedSettings = recorded === null
     ? undefined
@@ -292,13 +301,35 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
       if (first !== undefined) return true
       if (known !== undefined) mine.delete(key)
       // Contended: decide on the current entry, read through the stream leader, and write with its revision.
-      const entry = yield* request(() => locks.get(key))
+      let entry = yield* request(() => locks.get(key))
+      const holder = entry?.operation === "PUT" ? parseLock(entry)?.runner : undefined
+      if (entry !== null && holder !== undefined && holder !== address) {
+        // Someone else's lease. If its runner is no longer registered it is handing off (a graceful stop
+        // unregisters first, then stops its entities and releases) or its registration lapsed just before its
+        // leases: wait a moment for the release or the expiry instead of failing, which would cost a whole
+        // acquisition round (the library retries after a fixed second).
+        if ((yield* request(() => runners.get(runnerKey(holder))))?.operation === "PUT") return false
+        entry = yield* awaitRelease(key, entry.revision)
+        if (entry !== null && entry.operation === "PUT" && parseLock(entry)?.runner !== address) return false
+      }
       let expected: number
       if (entry === null) expected = 0 // expired since our first attempt
       else if (entry.operation !== "PUT") expected = entry.revision // released: a delete marker
       else if (parseLock(entry)?.runner === address) expected = entry.revision
       else return false
       return (yield* cas(() => locks.put(key, value, { previousSeq: expected }), record)) !== undefined
+    })
+
+  /** Polls lock `key` until its entry is no longer revision `revision` or `handoffWaitMs` passes; the last entry. */
+  const awaitRelease = (key: string, revision: number) =>
+    Effect.gen(function*() {
+      const deadline = (yield* Clock.currentTimeMillis) + ClusterConfig.handoffWaitMs
+      let entry = yield* request(() => locks.get(key))
+      while (entry !== null && entry.revision === revision && (yield* Clock.currentTimeMillis) < deadline) {
+        yield* Effect.sleep(Duration.millis(ClusterConfig.handoffPollIntervalMs))
+        entry = yield* request(() => locks.get(key))
+      }
+      return entry
     })
 
   /**

@@ -6,6 +6,10 @@ import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, OpenApi } from "effect/http-api"
 import { InvalidRequest, LimitExceeded, StreamNotFound, Unavailable, WrongExpectedVersion, CorruptData } from "./Errors.ts"
 import { AppendRequest, AppendResult, PartitionsResult, ReadResult, StateResult } from "./Event.ts"
+import { ForksGroup } from "./ForksApi.ts"
+import { AdminGroup } from "./AdminApi.ts"
+import { SubscriptionsGroup } from "./SubscriptionsApi.ts"
+import { SearchGroup } from "./SearchApi.ts"
 
 /**
  * Turns request decoding failures (malformed JSON, unknown fields, invalid ids, wrong types) into a typed
@@ -18,6 +22,12 @@ export class RequestValidation extends HttpApiMiddleware.Service<RequestValidati
 
 const tenantParams = { tenant: Schema.String }
 const streamParams = { tenant: Schema.String, stream: Schema.String }
+/**
+ * `?fork=<forkId>`: the request goes to that fork of the tenant (see `ForksApi`). An unknown, discarded or expired
+ * fork is a 404 `ForkNotFound`. (The append endpoint takes `?fork=` too, read from the URL: declaring a query there,
+ * or `ForkNotFound` among these endpoints' errors, would change the SDK's types, which must change with it.)
+ */
+const fork = Schema.optionalKey(Schema.String)
 
 export class SystemGroup extends HttpApiGroup.make("system", { topLevel: true })
   .add(
@@ -44,7 +54,8 @@ export class StreamsGroup extends HttpApiGroup.make("streams")
         fromVersion: Schema.optionalKey(Schema.String),
         limit: Schema.optionalKey(Schema.String),
         direction: Schema.optionalKey(Schema.Literals(["forward", "backward"])),
-        asOf: Schema.optionalKey(Schema.String)
+        asOf: Schema.optionalKey(Schema.String),
+        fork
       },
       success: ReadResult,
       error: [InvalidRequest, LimitExceeded, Unavailable, CorruptData]
@@ -53,7 +64,8 @@ export class StreamsGroup extends HttpApiGroup.make("streams")
       params: streamParams,
       query: {
         asOf: Schema.optionalKey(Schema.String),
-        reducer: Schema.optionalKey(Schema.String)
+        reducer: Schema.optionalKey(Schema.String),
+        fork
       },
       success: StateResult,
       error: [InvalidRequest, StreamNotFound, Unavailable, CorruptData]
@@ -71,7 +83,8 @@ export class QueriesGroup extends HttpApiGroup.make("queries")
         until: Schema.optionalKey(Schema.String),
         asOf: Schema.optionalKey(Schema.String),
         limit: Schema.optionalKey(Schema.String),
-        after: Schema.optionalKey(Schema.String)
+        after: Schema.optionalKey(Schema.String),
+        fork
       },
       success: ReadResult,
       error: [InvalidRequest, LimitExceeded, Unavailable, CorruptData]
@@ -82,7 +95,8 @@ export class QueriesGroup extends HttpApiGroup.make("queries")
         fromSeq: Schema.optionalKey(Schema.String),
         types: Schema.optionalKey(Schema.String),
         asOf: Schema.optionalKey(Schema.String),
-        limit: Schema.optionalKey(Schema.String)
+        limit: Schema.optionalKey(Schema.String),
+        fork
       },
       success: ReadResult,
       error: [InvalidRequest, LimitExceeded, Unavailable, CorruptData]
@@ -94,6 +108,10 @@ export class ChronosApi extends HttpApi.make("chronos")
   .add(SystemGroup)
   .add(StreamsGroup)
   .add(QueriesGroup)
+  .add(ForksGroup)
+  .add(SubscriptionsGroup)
+  .add(SearchGroup)
+  .add(AdminGroup)
   .middleware(RequestValidation)
   .annotateMerge(OpenApi.annotations({
     title: "Chronos",

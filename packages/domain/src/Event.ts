@@ -91,6 +91,25 @@ export const StateResult = Schema.Struct({
 })
 export type StateResult = typeof StateResult.Type
 
+/**
+ * One replica of a partition's log as the log's leader sees it (the JetStream driver: the stream's Raft group, one
+ * entry per NATS server holding a copy). A healthy R3 partition has three entries, one `leader`, all `current`.
+ */
+export const ReplicaStatus = Schema.Struct({
+  /** NATS server name. */
+  name: Schema.String,
+  leader: Schema.Boolean,
+  /** Caught up with the leader (the leader itself always is). */
+  current: Schema.Boolean,
+  /** Considered offline by the group. */
+  offline: Schema.Boolean,
+  /** Replication operations behind the leader (0 for the leader). */
+  lag: Schema.Int,
+  /** Milliseconds since the leader last heard from this replica (0 for the leader). */
+  activeMs: Schema.Number
+})
+export type ReplicaStatus = typeof ReplicaStatus.Type
+
 export const PartitionStatus = Schema.Struct({
   partition: Schema.Int,
   /** Last sequence assigned (may be above the watermark while a commit is in flight). */
@@ -99,7 +118,9 @@ export const PartitionStatus = Schema.Struct({
   watermark: Schema.Int,
   owner: Schema.String,
   events: Schema.Int,
-  streams: Schema.Int
+  streams: Schema.Int,
+  /** The replicas of the partition's log, when its driver replicates (JetStream); absent otherwise. */
+  replicas: Schema.optionalKey(Schema.Array(ReplicaStatus))
 })
 export type PartitionStatus = typeof PartitionStatus.Type
 

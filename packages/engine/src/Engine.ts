@@ -54,6 +54,11 @@ export interface PartitionRouter {
   ) => Effect.Effect<{ readonly events: ReadonlyArray<StoredEvent>; readonly through: number }, Errors.Unavailable>
   /** Resolves once the partition's watermark reaches `seq`, or after `timeoutMs` (with the watermark then). */
   readonly awaitWatermark: (partition: number, seq: number, timeoutMs: number) => Effect.Effect<number, Errors.Unavailable>
+  /**
+   * The partition object when it is open in this process (absent for remote ones): forks layer their partitions on
+   * it through its synchronous lookups (`Partition.Lookup`, see `Forks`).
+   */
+  readonly local?: (partition: number) => Partition.Partition | undefined
 }
 
 export class Router extends Context.Service<Router, PartitionRouter>()("chronos/engine/Engine/Router") {}
@@ -140,8 +145,22 @@ export interface EngineShape {
     tenant: string,
     request: SubscribeRequest
   ) => Effect.Effect<Stream.Stream<Subscription.Item, Errors.Unavailable>, Errors.InvalidRequest>
+  /**
+   * The same subscription as `subscribe`, as pages with the position vector reached after each (see
+   * `Subscription.pages`), and the partitions it reads: what consumer groups, projections and SSE build on.
+   * `stepEventsMax` bounds what one step reads over all partitions (a subscriber's window).
+   */
+  readonly subscribePages: (
+    tenant: string,
+    request: SubscribeRequest & { readonly stepEventsMax?: number | undefined }
+  ) => Effect.Effect<
+    { readonly partitions: ReadonlyArray<number>; readonly pages: Stream.Stream<Subscription.Page, Errors.Unavailable> },
+    Errors.InvalidRequest
+  >
   /** The partition of a stream (stable; see `Partitioning`). */
   readonly partitionOf: (tenant: string, stream: string) => number
+  /** The router this engine runs on: what layers built over the engine (forks) read the partitions through. */
+  readonly router: PartitionRouter
 }
 
 export class Engine extends Context.Service<Engine, EngineShape>()("chronos/engine/Engine") {
@@ -166,7 +185,7 @@ export const layerLocalRouter: Layer.Layer<Router, LogError, ChronosConfig | Eve
     const config = yield* ChronosConfig
     const partitions = yield* Effect.forEach(
       Array.from({ length: config.partitions }, (_, i) => i),
-      (i) => Partition.make(i, config),
+      (i) => Partition.makeServing(i, config),
       { concurrency: 8 }
     )
     return localRouter(partitions, "local")
@@ -185,7 +204,8 @@ export const localRouter = (partitions: ReadonlyArray<Partition.Partition>, owne
     reconstruct: (p, tenant, stream, reducer, asOf) => at(p).reconstruct(tenant, stream, reducer, asOf),
     status: (p) => at(p).status,
     follow: (p, tenant, options) => at(p).follow(tenant, options),
-    awaitWatermark: (p, seq, timeoutMs) => awaitLocalWatermark(at(p), seq, timeoutMs)
+    awaitWatermark: (p, seq, timeoutMs) => awaitLocalWatermark(at(p), seq, timeoutMs),
+    local: (p) => partitions[p]
   }
 }
 
@@ -462,7 +482,7 @@ export const make = (config: ChronosConfigShape, router: PartitionRouter): Engin
     { concurrency: "unbounded" }
   )
 
-  const subscribe: EngineShape["subscribe"] = (tenant, request) =>
+  const subscription = (tenant: string, request: SubscribeRequest) =>
     Effect.gen(function*() {
       yield* validTenant(tenant)
       if (request.stream !== undefined) yield* validStream(request.stream)
@@ -474,14 +494,47 @@ export const make = (config: ChronosConfigShape, router: PartitionRouter): Engin
       const partitions = request.stream !== undefined
         ? [partitionOf(tenant, request.stream)]
         : Array.from({ length: config.partitions }, (_, p) => p)
-      return Subscription.make(router, tenant, partitions, from, {
+      const options: Subscription.Options = {
         types,
         stream: request.stream,
         streamPrefix: request.streamPrefix,
         pageEventsMax: config.subscriptionPageEventsMax,
         idleWaitMs: config.subscriptionIdleWaitMs
-      })
+      }
+      return { partitions, from, options }
     })
 
-  return { config, append, appendMany, subscribe, readStream, query, readPartition, state, partitions, partitionOf }
+  const subscribe: EngineShape["subscribe"] = (tenant, request) =>
+    Effect.map(
+      subscription(tenant, request),
+      ({ from, options, partitions }) => Subscription.make(router, tenant, partitions, from, options)
+    )
+
+  const subscribePages: EngineShape["subscribePages"] = (tenant, request) =>
+    Effect.gen(function*() {
+      const { from, options, partitions } = yield* subscription(tenant, request)
+      const step = request.stepEventsMax
+      if (step !== undefined && (!Number.isInteger(step) || step < 1)) {
+        return yield* invalid("stepEventsMax", "stepEventsMax must be a positive integer")
+      }
+      return {
+        partitions,
+        pages: Subscription.pages(router, tenant, partitions, from, { ...options, stepEventsMax: step })
+      }
+    })
+
+  return {
+    config,
+    append,
+    appendMany,
+    subscribe,
+    subscribePages,
+    readStream,
+    query,
+    readPartition,
+    state,
+    partitions,
+    partitionOf,
+    router
+  }
 }

@@ -45,19 +45,38 @@ export interface PartitionLog {
   readonly replay: (fromSeq: number, onCommit: (commit: Commit) => void) => Effect.Effect<number, LogError>
   /** Appends one commit durably (see the module contract). */
   readonly append: (commit: Commit) => Effect.Effect<void, LogError>
+  /**
+   * Drops whole units of the log (files, messages) that hold only sequences below `seq`, once they are sealed in
+   * the cold tier (see `ColdStore`); the last unit is always kept, so the log still knows its last sequence.
+   * Afterwards `replay` starts at the first kept unit. Optional: a driver without it keeps everything.
+   */
+  readonly truncateBefore?: (seq: number) => Effect.Effect<void, LogError>
 }
 
 export interface EventLogShape {
   /** Driver name, for status output and benchmarks. */
   readonly driver: "memory" | "file" | "jetstream"
-  /** Opens the log of one partition; closed with the scope. */
-  readonly open: (partition: number) => Effect.Effect<PartitionLog, LogError, Scope.Scope>
+  /**
+   * Opens the log of one partition; closed with the scope. `namespace` (a fork id: `[a-z0-9][a-z0-9-]*`) selects a
+   * separate set of logs beside the store's own — a fork's partitions — that share nothing with it; absent, the
+   * store's own log.
+   */
+  readonly open: (partition: number, namespace?: string) => Effect.Effect<PartitionLog, LogError, Scope.Scope>
+  /**
+   * Deletes every log of `namespace` (a discarded fork's), freeing its storage; deleting a namespace that holds
+   * nothing succeeds. Its partitions must be closed first. Optional: a driver without it cannot free a fork's
+   * storage (every driver here has it).
+   */
+  readonly drop?: (namespace: string) => Effect.Effect<void, LogError>
 }
+
+/** A namespace name as `open` and `drop` accept it: it becomes a directory name and part of a stream name. */
+export const isNamespace = (namespace: string): boolean => /^[a-z0-9][a-z0-9-]{0,63}$/.test(namespace)
 
 export class EventLog extends Context.Service<EventLog, EventLogShape>()("chronos/engine/EventLog") {
   /** A log in process memory. Each layer build is an independent, empty store. */
   static readonly layerMemory: Layer.Layer<EventLog> = Layer.sync(EventLog, () => makeMemory())
-  /** Segment files under `<dataDir>/log/p<NNN>/` (see `internal/fileLog.ts`). */
+  /** Segment files under `<dataDir>/log/p<NNN>/`, a fork's under `<dataDir>/forks/<forkId>/log/p<NNN>/` (see `internal/fileLog.ts`). */
   static readonly layerFile = (options: FileLog.Options) =>
     Layer.effect(EventLog, FileLog.make(options))
   /** One JetStream stream per partition, on one NATS connection per layer (see `internal/jetStreamLog.ts`). */
@@ -68,14 +87,33 @@ export class EventLog extends Context.Service<EventLog, EventLogShape>()("chrono
  * The memory driver. `store` may be shared between several drivers to model several writers of one log.
  * Appends are acknowledged on the next microtask, so callers see real asynchrony and pipelining.
  */
-export const makeMemory = (store: Map<number, Array<Commit>> = new Map()): EventLogShape => ({
+export const makeMemory = (
+  store: Map<number, Array<Commit>> = new Map(),
+  /** The logs of each namespace (fork), kept apart from `store`. */
+  namespaces: Map<string, Map<number, Array<Commit>>> = new Map()
+): EventLogShape => ({
   driver: "memory",
-  open: (partition) =>
+  drop: (namespace) =>
+    Effect.suspend(() => {
+      if (!isNamespace(namespace)) return Effect.die(new Error(`EventLog: invalid namespace ${JSON.stringify(namespace)}`))
+      namespaces.delete(namespace)
+      return Effect.void
+    }),
+  open: (partition, namespace) =>
     Effect.sync(() => {
-      let commits = store.get(partition)
+      if (namespace !== undefined && !isNamespace(namespace)) {
+        throw new Error(`EventLog: invalid namespace ${JSON.stringify(namespace)}`)
+      }
+      let logs = store
+      if (namespace !== undefined) {
+        let found = namespaces.get(namespace)
+        if (found === undefined) namespaces.set(namespace, found = new Map())
+        logs = found
+      }
+      let commits = logs.get(partition)
       if (commits === undefined) {
         commits = []
-        store.set(partition, commits)
+        logs.set(partition, commits)
       }
       const log = commits
       // The sequence this handle expects next; a mismatch with the shared store means another writer appended.
@@ -87,6 +125,12 @@ export const makeMemory = (store: Map<number, Array<Commit>> = new Map()): Event
           Effect.sync(() => {
             for (const commit of log) if (lastSeq(commit) >= fromSeq) onCommit(commit)
             return log.length === 0 ? 0 : lastSeq(log[log.length - 1]!)
+          }),
+        truncateBefore: (seq) =>
+          Effect.sync(() => {
+            let drop = 0
+            while (drop < log.length - 1 && lastSeq(log[drop]!) < seq) drop++
+            log.splice(0, drop)
           }),
         append: (commit) =>
           Effect.suspend(() => {

@@ -11,6 +11,12 @@
  *  - every event of the partition has `seq` = its index + 1 (gapless from 1);
  *  - every stream's versions are gapless from 0; timestamps never decrease along the sequence.
  *
+ * A fork's partition (`options.prefix`) continues its parent's partition p at `prefix.seq` (the fork's base):
+ * its own sequences start at `prefix.seq + 1` and a stream's versions at the parent's version at the base + 1, so
+ * positions, versions, `asOf` vectors and event-id idempotency carry across the boundary. Its log (in the fork's
+ * namespace) stores local sequences 1..n, translated by `prefix.seq` on the way in and out, so every driver's
+ * invariant "the first sequence is 1" holds. Without a prefix every offset is 0 and no lookup reaches a parent.
+ *
  * State changes are applied when an append is accepted (so later appends in the pipeline see them) but readers only
  * see events at or below the watermark. If the log rejects a commit, every unacknowledged append fails with a
  * retryable `Unavailable` and the partition rebuilds its state from the log, discarding what was never durable.
@@ -24,6 +30,7 @@ import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/dom
 import { ColdStore, type SealTarget } from "./ColdStore.ts"
 import { type Commit, encodeRow, encodeRowFrom, lastSeq } from "./Commit.ts"
 import { EventLog, type LogError, LogUnavailable, type PartitionLog } from "./EventLog.ts"
+import { CorruptLogError } from "./internal/fileLog.ts"
 
 type StoredEvent = Event.StoredEvent
 
@@ -111,9 +118,14 @@ export interface PartitionStatus {
 interface StreamEntry {
   readonly tenant: string
   readonly stream: string
-  /** `seqs[v]` is the partition sequence of stream version `v`. */
+  /** The stream's first version here: 0, or in a fork's partition the parent's version at the base + 1. */
+  readonly firstVersion: number
+  /** `seqs[v - firstVersion]` is the partition sequence of stream version `v`. */
   readonly seqs: Array<number>
-  /** Snapshots per reducer name: `snapshots.get(name)[k]` is the state after version `(k + 1) * every - 1`. */
+  /**
+   * Snapshots per reducer name: `snapshots.get(name)[k]` is the state after the first `(k + 1) * every` events of
+   * the stream held here (from `reducer.initial`).
+   */
   snapshots: Map<string, Array<unknown>> | undefined
 }
 
@@ -161,6 +173,38 @@ const lowerBound = (seqs: ReadonlyArray<number>, atOrAfter: (seq: number) => boo
 }
 
 
+/**
+ * Synchronous reads of a partition's hot index at a sequence, for a fork's partition layered on it (`Prefix`).
+ * Answers never go above the watermark.
+ */
+export interface Lookup {
+  /** The highest sequence a read at `asOf` sees (the watermark when `asOf` is absent). */
+  readonly positionAt: (asOf: AsOf.AsOf | undefined) => number
+  /** The stream's version at sequence `atSeq` (-1: none of its events is at or below `atSeq`). */
+  readonly versionAt: (tenant: string, stream: string, atSeq: number) => number
+  /** The event with this id at or below sequence `atSeq`, if any. */
+  readonly eventAt: (eventId: string, atSeq: number) => StoredEvent | undefined
+  /** The timestamp of the event at sequence `atSeq` (0 for sequence 0). */
+  readonly timestampAt: (atSeq: number) => number
+}
+
+/**
+ * What a fork's partition continues from: its parent's partition (the same partition number, of main or of the
+ * parent fork) at sequence `seq`. The parent must stay open while this partition is, and `seq` must be at or below
+ * its watermark — history there never changes, so the lookups are stable.
+ */
+export interface Prefix {
+  readonly seq: number
+  readonly parent: Lookup
+}
+
+export interface MakeOptions {
+  /** The log namespace (a fork id): this partition's log is the namespace's, not the store's (`EventLog.open`). */
+  readonly namespace?: string | undefined
+  /** Continue a parent partition (a fork's partition); see `Prefix` and the module doc. */
+  readonly prefix?: Prefix | undefined
+}
+
 export interface Partition {
   readonly id: number
   readonly append: (input: AppendInput) => Effect.Effect<AppendOutput, AppendFailure>
@@ -193,6 +237,8 @@ export interface Partition {
   readonly status: Effect.Effect<PartitionStatus>
   /** Waits until the watermark reaches `seq` (read-your-writes for readers that did not write). */
   readonly awaitWatermark: (seq: number) => Effect.Effect<void, Errors.Unavailable>
+  /** Synchronous lookups for forks layered on this partition. */
+  readonly lookup: Lookup
 }
 
 /**
@@ -201,14 +247,23 @@ export interface Partition {
  */
 export const make = Effect.fnUntraced(function*(
   id: number,
-  limits: PartitionLimits
+  limits: PartitionLimits,
+  options: MakeOptions = {}
 ): Effect.fn.Return<Partition, LogError | Errors.CorruptData, EventLog | Scope.Scope> {
   const eventLog = yield* EventLog
   const clock = yield* Clock.Clock
   const random = yield* Random.Random
   const scope = yield* Effect.scope
   // Optional cold tier (sealed segments): replayed before the log, and told about the partition once it is open.
-  const cold = yield* Effect.serviceOption(ColdStore)
+  // Never for a fork's partition: its log is small and dies with the fork, and sealed segments are keyed by
+  // partition number alone, so a fork's events would land among the store's own.
+  const cold = options.namespace === undefined ? yield* Effect.serviceOption(ColdStore) : Option.none()
+  const prefix = options.prefix
+  /** Sequences at or below `base` are the parent's (0 without a prefix): this partition's own start at base + 1. */
+  const base = prefix?.seq ?? 0
+  if (prefix !== undefined && !(Number.isSafeInteger(base) && base >= 0 && base <= prefix.parent.positionAt(undefined))) {
+    return yield* Effect.die(new Error(`partition ${id}: prefix seq ${base} is not at or below the parent's watermark`))
+  }
 
   // ---- state ---------------------------------------------------------------------------------------------------
   let events: Array<StoredEvent> = []
@@ -239,11 +294,14 @@ export const make = Effect.fnUntraced(function*(
   const unavailable = (message: string) => new Errors.Unavailable({ message, retryable: true })
 
   const indexEvent = (event: StoredEvent, entry: StreamEntry) => {
-    if (event.seq !== events.length + 1) {
-      throw new Error(`partition ${id}: sequence gap, expected ${events.length + 1}, got ${event.seq}`)
+    if (event.seq !== base + events.length + 1) {
+      throw new Error(`partition ${id}: sequence gap, expected ${base + events.length + 1}, got ${event.seq}`)
     }
-    if (event.streamVersion !== entry.seqs.length) {
-      throw new Error(`partition ${id}: version gap in ${event.stream}, expected ${entry.seqs.length}, got ${event.streamVersion}`)
+    if (event.streamVersion !== entry.firstVersion + entry.seqs.length) {
+      throw new Error(
+        `partition ${id}: version gap in ${event.stream}, expected ${entry.firstVersion + entry.seqs.length}, ` +
+          `got ${event.streamVersion}`
+      )
     }
     if (event.timestamp < lastTimestamp) {
       throw new Error(`partition ${id}: timestamp went backwards at seq ${event.seq}`)
@@ -267,7 +325,8 @@ export const make = Effect.fnUntraced(function*(
     if (byStream === undefined) streams.set(tenant, byStream = new Map())
     let entry = byStream.get(stream)
     if (entry === undefined) {
-      entry = { tenant, stream, seqs: [], snapshots: undefined }
+      const firstVersion = prefix === undefined ? 0 : prefix.parent.versionAt(tenant, stream, base) + 1
+      entry = { tenant, stream, firstVersion, seqs: [], snapshots: undefined }
       byStream.set(stream, entry)
       streamCount++
     }
@@ -293,7 +352,7 @@ export const make = Effect.fnUntraced(function*(
         timestamp: commit.timestamp,
         streamVersion: e.streamVersion,
         partition: id,
-        seq: s++
+        seq: base + s++
       }, entryFor(e.tenant, e.stream))
     }
   }
@@ -312,11 +371,12 @@ export const make = Effect.fnUntraced(function*(
     byTenant = new Map()
     byType = new Map()
     eventIds = new Map()
-    seq = 0
-    watermark = 0
-    lastTimestamp = 0
+    seq = base
+    watermark = base
+    // A fork's timestamps continue from its parent's at the base: time order holds across the boundary.
+    lastTimestamp = prefix === undefined ? 0 : prefix.parent.timestampAt(base)
     logScope = yield* Scope.fork(scope)
-    log = yield* eventLog.open(id).pipe(Effect.provideService(Scope.Scope, logScope))
+    log = yield* eventLog.open(id, options.namespace).pipe(Effect.provideService(Scope.Scope, logScope))
     replayFromSeq = 1
     const sealed = Option.isSome(cold) ? yield* cold.value.replay(id, applyCommit) : 0
     if (sealed !== events.length) {
@@ -338,8 +398,8 @@ export const make = Effect.fnUntraced(function*(
     if (last !== events.length) {
       return yield* Effect.die(new Error(`partition ${id}: log reports last seq ${last} but replay produced ${events.length}`))
     }
-    seq = last
-    watermark = last
+    seq = base + last
+    watermark = base + last
   })
 
   yield* load
@@ -375,9 +435,12 @@ export const make = Effect.fnUntraced(function*(
     let i = 0
     for (; i < batch.length; i++) {
       const p = batch[i]!
+      // A commit carries one timestamp for all its events (see `Commit`), so appends stamped in a later
+      // millisecond start the next commit: a replay must restore exactly the timestamps readers saw.
       if (
         appends.length > 0 &&
-        (commitEvents.length + p.events.length > limits.commitEventsMax || bytes + p.bytes > limits.commitBytesMax)
+        (commitEvents.length + p.events.length > limits.commitEventsMax || bytes + p.bytes > limits.commitBytesMax ||
+          p.events[0]!.timestamp !== appends[0]!.events[0]!.timestamp)
       ) break
       appends.push(p)
       bytes += p.bytes
@@ -390,7 +453,7 @@ export const make = Effect.fnUntraced(function*(
     batch = i === batch.length ? [] : batch.slice(i)
     const first = appends[0]!.events[0]!
     return {
-      commit: { partition: id, firstSeq: first.seq, timestamp: first.timestamp, events: commitEvents, rows },
+      commit: { partition: id, firstSeq: first.seq - base, timestamp: first.timestamp, events: commitEvents, rows },
       appends,
       generation,
       startedAtMs: clock.currentTimeMillisUnsafe(),
@@ -410,7 +473,7 @@ export const make = Effect.fnUntraced(function*(
     // Acknowledgements arrive in order by contract; the FIFO makes that an asserted fact, not an assumption.
     while (inFlight.length > 0 && inFlight[0]!.done) {
       const head = inFlight.shift()!
-      advanceWatermark(lastSeq(head.commit))
+      advanceWatermark(base + lastSeq(head.commit))
       for (const p of head.appends) {
         pendingCount--
         p.resume(Exit.succeed(p.output))
@@ -556,28 +619,28 @@ export const make = Effect.fnUntraced(function*(
   /** The answer to an append whose events are all already stored: their original positions. */
   const duplicateOf = (
     input: AppendInput,
-    seqs: ReadonlyArray<number>
+    known: ReadonlyArray<StoredEvent>
   ): AppendOutput | Errors.InvalidRequest => {
-    for (let i = 0; i < seqs.length; i++) {
-      const e = events[seqs[i]! - 1]!
+    for (let i = 0; i < known.length; i++) {
+      const e = known[i]!
       if (e.tenant !== input.tenant || e.stream !== input.stream) {
         return new Errors.InvalidRequest({
           field: `events[${i}].eventId`,
           message: `event id ${e.eventId} is already used by another stream`
         })
       }
-      if (i > 0 && e.streamVersion !== events[seqs[i - 1]! - 1]!.streamVersion + 1) {
+      if (i > 0 && e.streamVersion !== known[i - 1]!.streamVersion + 1) {
         return new Errors.InvalidRequest({
           field: `events[${i}].eventId`,
           message: "these event ids were appended before, but not together in this order"
         })
       }
     }
-    const first = events[seqs[0]! - 1]!
+    const first = known[0]!
     return {
       firstVersion: first.streamVersion,
-      lastVersion: first.streamVersion + seqs.length - 1,
-      positions: seqs.map((s) => ({ partition: id, seq: s }))
+      lastVersion: first.streamVersion + known.length - 1,
+      positions: known.map((e) => ({ partition: id, seq: e.seq }))
     }
   }
 
@@ -605,29 +668,31 @@ export const make = Effect.fnUntraced(function*(
       }
     }
     // Idempotency next: a retried append must get its original answer even though its expected version is stale.
-    let known = 0
-    const knownSeqs: Array<number> = []
+    const known: Array<StoredEvent> = []
     for (let i = 0; i < n; i++) {
       const eventId = input.events[i]!.eventId
       if (eventId === undefined) continue
       const s = eventIds.get(eventId)
-      if (s !== undefined) {
-        known++
-        knownSeqs.push(s)
-      }
+      // In a fork's partition an id the parent holds at or below the base is a retry too: the fork sees that event.
+      const e = s !== undefined
+        ? events[s - 1 - base]
+        : prefix === undefined
+        ? undefined
+        : prefix.parent.eventAt(eventId, base)
+      if (e !== undefined) known.push(e)
     }
-    if (known > 0) {
-      if (known !== n) {
+    if (known.length > 0) {
+      if (known.length !== n) {
         return resume(Exit.fail(
           new Errors.InvalidRequest({
             field: "events",
-            message: `${known} of ${n} event ids were appended before: an append is either new or an exact retry`
+            message: `${known.length} of ${n} event ids were appended before: an append is either new or an exact retry`
           })
         ))
       }
-      const answer = duplicateOf(input, knownSeqs)
+      const answer = duplicateOf(input, known)
       if (answer instanceof Errors.InvalidRequest) return resume(Exit.fail(answer))
-      const highest = knownSeqs[knownSeqs.length - 1]!
+      const highest = known[known.length - 1]!.seq
       // The original may still be in flight: answer only once it is durable.
       if (highest <= watermark) return resume(Exit.succeed(answer))
       waiters.push({
@@ -638,7 +703,11 @@ export const make = Effect.fnUntraced(function*(
       return
     }
     const existing = lookup(streams, input.tenant, input.stream)
-    const current = existing === undefined ? -1 : existing.seqs.length - 1
+    const current = existing !== undefined
+      ? existing.firstVersion + existing.seqs.length - 1
+      : prefix === undefined
+      ? -1
+      : prefix.parent.versionAt(input.tenant, input.stream, base)
     if (!ExpectedVersion.isSatisfied(input.expectedVersion, current)) {
       return resume(Exit.fail(
         new Errors.WrongExpectedVersion({ stream: input.stream, expected: input.expectedVersion, actual: current })
@@ -712,11 +781,13 @@ export const make = Effect.fnUntraced(function*(
     const t = AsOf.timeBound(asOf)
     if (t === Infinity) return bySeq
     // Timestamps are non-decreasing along the sequence: binary search the last event at or before t.
-    let lo = 0
+    // Over this partition's own events (a bound at or below `base` leaves none of them).
+    if (bySeq <= base) return bySeq
+    let lo = base
     let hi = bySeq
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
-      if (events[mid]!.timestamp <= t) lo = mid + 1
+      if (events[mid - base]!.timestamp <= t) lo = mid + 1
       else hi = mid
     }
     return lo
@@ -724,7 +795,7 @@ export const make = Effect.fnUntraced(function*(
 
   /** The highest version of `entry` visible at sequence `maxSeq`. */
   const visibleVersion = (entry: StreamEntry, maxSeq: number): number =>
-    lowerBound(entry.seqs, (s) => s > maxSeq) - 1
+    entry.firstVersion + lowerBound(entry.seqs, (s) => s > maxSeq) - 1
 
   const readStream = (tenant: string, stream: string, options: ReadStreamOptions) =>
     Effect.sync((): ReadonlyArray<StoredEvent> => {
@@ -733,13 +804,14 @@ export const make = Effect.fnUntraced(function*(
       const top = visibleVersion(entry, visibleSeq(options.asOf))
       const limit = Math.min(options.limit, limits.readEventsMax)
       const out: Array<StoredEvent> = []
+      const first = entry.firstVersion
       if (options.direction === "forward") {
-        for (let v = Math.max(0, options.fromVersion ?? 0); v <= top && out.length < limit; v++) {
-          out.push(events[entry.seqs[v]! - 1]!)
+        for (let v = Math.max(first, options.fromVersion ?? 0); v <= top && out.length < limit; v++) {
+          out.push(events[entry.seqs[v - first]! - 1 - base]!)
         }
       } else {
-        for (let v = Math.min(top, options.fromVersion ?? top); v >= 0 && out.length < limit; v--) {
-          out.push(events[entry.seqs[v]! - 1]!)
+        for (let v = Math.min(top, options.fromVersion ?? top); v >= first && out.length < limit; v--) {
+          out.push(events[entry.seqs[v - first]! - 1 - base]!)
         }
       }
       return out
@@ -778,7 +850,7 @@ export const make = Effect.fnUntraced(function*(
       : undefined
     const prefix = options.streamPrefix
     // k-way merge by sequence (= time order within a partition) of the candidate lists.
-    const cursors = lists.map((l) => lowerBound(l, (s) => s >= fromSeq && events[s - 1]!.timestamp >= since))
+    const cursors = lists.map((l) => lowerBound(l, (s) => s >= fromSeq && events[s - 1 - base]!.timestamp >= since))
     const out: Array<StoredEvent> = []
     while (out.length < limit) {
       let best = -1
@@ -792,7 +864,7 @@ export const make = Effect.fnUntraced(function*(
       }
       if (best === -1 || bestSeq > maxSeq) break
       cursors[best]!++
-      const e = events[bestSeq - 1]!
+      const e = events[bestSeq - 1 - base]!
       if (e.timestamp > until) break
       if (types !== undefined && !types.has(e.type)) continue
       if (prefix !== undefined && !e.stream.startsWith(prefix)) continue
@@ -819,39 +891,77 @@ export const make = Effect.fnUntraced(function*(
         snapshots = []
         ;(entry.snapshots ??= new Map()).set(reducer.name, snapshots)
       }
+      // Folds the stream's events held here: index i is version firstVersion + i. (A fork's partition holds only
+      // the fork's own events; the fork's router folds them onto the parent's state at the base.)
+      const last = top - entry.firstVersion
       let state = reducer.initial
-      let v = 0
+      let i = 0
       if (snapshots !== undefined && every > 0) {
-        const k = Math.min(snapshots.length, Math.floor((top + 1) / every))
+        const k = Math.min(snapshots.length, Math.floor((last + 1) / every))
         if (k > 0) {
           state = snapshots[k - 1]!
-          v = k * every
+          i = k * every
         }
       }
-      for (; v <= top; v++) {
-        state = reducer.step(state, events[entry.seqs[v]! - 1]!)
-        if (snapshots !== undefined && every > 0 && (v + 1) % every === 0 && snapshots.length === (v + 1) / every - 1) {
+      for (; i <= last; i++) {
+        state = reducer.step(state, events[entry.seqs[i]! - 1 - base]!)
+        if (snapshots !== undefined && every > 0 && (i + 1) % every === 0 && snapshots.length === (i + 1) / every - 1) {
           snapshots.push(state)
         }
       }
-      return { version: top, state }
+      return { version: last < 0 ? -1 : top, state }
     })
 
-  const streamVersion = (tenant: string, stream: string) =>
-    Effect.sync(() => {
-      const entry = lookup(streams, tenant, stream)
-      return entry === undefined ? -1 : visibleVersion(entry, watermark)
-    })
+  // ---- lookups (for forks layered on this partition) -------------------------------------------------------------
+  const versionAt = (tenant: string, stream: string, atSeq: number): number => {
+    if (prefix !== undefined && atSeq <= base) return prefix.parent.versionAt(tenant, stream, atSeq)
+    const entry = lookup(streams, tenant, stream)
+    if (entry === undefined) return prefix === undefined ? -1 : prefix.parent.versionAt(tenant, stream, base)
+    return visibleVersion(entry, Math.min(atSeq, watermark))
+  }
+
+  const eventAt = (eventId: string, atSeq: number): StoredEvent | undefined => {
+    const s = eventIds.get(eventId)
+    if (s !== undefined) return s <= atSeq && s <= watermark ? events[s - 1 - base] : undefined
+    return prefix === undefined ? undefined : prefix.parent.eventAt(eventId, Math.min(atSeq, base))
+  }
+
+  const timestampAt = (atSeq: number): number => {
+    const at = Math.min(atSeq, watermark)
+    if (at <= base) return prefix === undefined ? 0 : prefix.parent.timestampAt(at)
+    return events[at - 1 - base]!.timestamp
+  }
+
+  const positionAt = (asOf: AsOf.AsOf | undefined): number => {
+    const own = visibleSeq(asOf)
+    // None of this partition's own events is visible: the parent answers (bounded by the base).
+    return prefix !== undefined && own <= base ? Math.min(base, prefix.parent.positionAt(asOf)) : own
+  }
+
+  const streamVersion = (tenant: string, stream: string) => Effect.sync(() => versionAt(tenant, stream, watermark))
 
   const status = Effect.sync((): PartitionStatus => ({
     partition: id,
     seq,
     watermark,
-    events: watermark,
+    // This partition's own events (a fork's partition: the fork's, not its parent's).
+    events: watermark - base,
     streams: streamCount
   }))
 
-  return { id, append, appendMany, readStream, scan, follow, reconstruct, streamVersion, status, awaitWatermark }
+  return {
+    id,
+    append,
+    appendMany,
+    readStream,
+    scan,
+    follow,
+    reconstruct,
+    streamVersion,
+    status,
+    awaitWatermark,
+    lookup: { positionAt, versionAt, eventAt, timestampAt }
+  }
 })
 
 /**
@@ -875,22 +985,45 @@ export const quarantined = (id: number, error: Errors.CorruptData): Partition =>
     reconstruct: () => Effect.die(error),
     streamVersion: () => Effect.die(error),
     status: Effect.succeed({ partition: id, seq: 0, watermark: 0, events: 0, streams: 0 }),
-    awaitWatermark: () => Effect.fail(refused)
+    awaitWatermark: () => Effect.fail(refused),
+    // Forks cannot be layered on a quarantined partition: their lookups fail like its reads.
+    lookup: {
+      positionAt: () => {
+        throw error
+      },
+      versionAt: () => {
+        throw error
+      },
+      eventAt: () => {
+        throw error
+      },
+      timestampAt: () => {
+        throw error
+      }
+    }
   }
 }
 
 /**
- * `make`, except that a partition whose sealed segments fail verification opens `quarantined` instead of failing:
- * one damaged partition must not keep a node's other partitions from serving.
+ * `make`, except that a partition whose stored data fails verification — a sealed segment (`CorruptData`) or a log
+ * record (the file log's `CorruptLogError`, a defect) — opens `quarantined` instead of failing: one damaged partition
+ * must not keep a node's other partitions from serving. Every other failure or defect is left as it was.
  */
 export const makeServing = (
   id: number,
   limits: PartitionLimits
-): Effect.Effect<Partition, LogError, EventLog | Scope.Scope> =>
-  make(id, limits).pipe(
-    Effect.catchTag("CorruptData", (error) =>
-      Effect.as(
-        Effect.logError(`partition ${id} quarantined: corrupt data at ${error.location}: ${error.message}`),
-        quarantined(id, error)
-      ))
+): Effect.Effect<Partition, LogError, EventLog | Scope.Scope> => {
+  const quarantine = (error: Errors.CorruptData) =>
+    Effect.as(
+      Effect.logError(`partition ${id} quarantined: corrupt data at ${error.location}: ${error.message}`),
+      quarantined(id, error)
+    )
+  return make(id, limits).pipe(
+    Effect.catchTag("CorruptData", quarantine),
+    Effect.catchDefect((defect) =>
+      defect instanceof CorruptLogError
+        ? quarantine(new Errors.CorruptData({ location: `${defect.file} at byte ${defect.offset}`, message: defect.message }))
+        : Effect.die(defect)
+    )
   )
+}

@@ -17,7 +17,7 @@
  * Cluster messages are volatile: the log is the durable truth, and appends are idempotent by event id, so a client
  * that re-sends after a failover gets the original answer instead of a duplicate.
  */
-import { Context, Duration, Effect, Layer, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, Schema } from "effect"
 import {
   Entity,
   MessageStorage,
@@ -30,6 +30,7 @@ import {
 import { Rpc } from "effect/rpc"
 import { ChronosConfig } from "@chronos/config"
 import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
+import * as AppendRetry from "./AppendRetry.ts"
 import { awaitLocalWatermark, Engine, type PartitionRouter, Router } from "./Engine.ts"
 import type { EventLog } from "./EventLog.ts"
 import * as Partition from "./Partition.ts"
@@ -168,7 +169,7 @@ export const layerEntity: Layer.Layer<never, never, Sharding.Sharding | ChronosC
       if (!Number.isInteger(id) || id < 0 || id >= config.partitions) {
         return yield* Effect.die(new Error(`Partition entity id ${address.entityId} is not a partition of ${config.partitions}`))
       }
-      const partition = yield* Partition.make(id, config).pipe(Effect.orDie)
+      const partition = yield* Partition.makeServing(id, config).pipe(Effect.orDie)
       const active = yield* ActivePartitions
       active.set(id, partition)
       yield* Effect.addFinalizer(() => Effect.sync(() => active.get(id) === partition && active.delete(id)))
@@ -213,15 +214,23 @@ export const layerEntity: Layer.Layer<never, never, Sharding.Sharding | ChronosC
 const unavailable = (error: { readonly _tag: string }) =>
   new Errors.Unavailable({ message: `partition unreachable: ${error._tag}`, retryable: true })
 
-/** An `Engine.Router`: direct to partitions active here, through the entity client to the others. */
-export const layerRouter: Layer.Layer<Router, never, Sharding.Sharding | ActivePartitions> = Layer.effect(
+/**
+ * An `Engine.Router`: direct to partitions active here, through the entity client to the others; appends get their
+ * event ids before the first attempt and are retried while `Unavailable` (`AppendRetry`). A partition active here
+ * is owned by this runner's address when the sharding layer exports its `ShardingConfig` (cluster runners do), by
+ * "local" otherwise (a node on its own).
+ */
+export const layerRouter: Layer.Layer<Router, never, Sharding.Sharding | ActivePartitions | ChronosConfig> = Layer.effect(
   Router,
   Effect.gen(function*() {
     const active = yield* ActivePartitions
     const remote = yield* makeRemoteRouter
+    const config = yield* ChronosConfig
+    const self = Option.flatMap(yield* Effect.serviceOption(ShardingConfig.ShardingConfig), (c) => c.runnerAddress)
+    const here = Option.match(self, { onNone: () => "local", onSome: (a) => `${a.host}:${a.port}` })
     const local = (p: number) => active.get(p)
-    return {
-      owner: (p) => local(p) === undefined ? remote.owner(p) : "local",
+    return yield* AppendRetry.make({
+      owner: (p) => local(p) === undefined ? remote.owner(p) : here,
       append: (p, input) => local(p)?.append(input) ?? remote.append(p, input),
       appendMany: (p, inputs) => local(p)?.appendMany(inputs) ?? remote.appendMany(p, inputs),
       readStream: (p, tenant, stream, options) =>
@@ -236,8 +245,9 @@ export const layerRouter: Layer.Layer<Router, never, Sharding.Sharding | ActiveP
         return partition === undefined
           ? remote.awaitWatermark(p, seq, timeoutMs)
           : awaitLocalWatermark(partition, seq, timeoutMs)
-      }
-    } satisfies PartitionRouter
+      },
+      local: (p) => active.get(p)
+    } satisfies PartitionRouter, { ...config, cutAttempts: (p) => local(p) === undefined })
   })
 )
 

@@ -1,6 +1,12 @@
 /** The Chronos engine: partitions, their logs, and the gateway that validates, routes and merges. */
+export * as CheckpointStore from "./CheckpointStore.ts"
 export * as Commit from "./Commit.ts"
+export * as ConsumerGroup from "./ConsumerGroup.ts"
 export * as Engine from "./Engine.ts"
 export * as EventLog from "./EventLog.ts"
+export * as ForkRegistry from "./ForkRegistry.ts"
+export * as ForkRouter from "./ForkRouter.ts"
+export * as Forks from "./Forks.ts"
 export * as Partition from "./Partition.ts"
 export * as PartitionEntity from "./PartitionEntity.ts"
+export * as Projection from "./Projection.ts"

@@ -6,8 +6,13 @@
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerError, HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
+import * as ChronosMcp from "@chronos/mcp/ChronosMcp"
+import { AdminHandlers } from "./AdminHandlers.ts"
+import { ForksHandlers } from "./ForksHandlers.ts"
 import * as HttpHandlers from "./HttpHandlers.ts"
 import * as RequestValidation from "./RequestValidation.ts"
+import * as SubscriptionsHandlers from "./SubscriptionsHandlers.ts"
+import { SearchHandlers } from "./SearchHandlers.ts"
 
 export const openapiPath = "/openapi.json"
 
@@ -37,8 +42,14 @@ export const NotFound = HttpRouter.middleware(
  */
 export const layer = Layer.mergeAll(
   HttpApiBuilder.layer(HttpHandlers.Api, { openapiPath }),
-  NotFound
+  NotFound,
+  // The MCP server (Streamable HTTP) at `/mcp`, over the same engine: see `@chronos/mcp`.
+  ChronosMcp.layerHttp()
 ).pipe(
   Layer.provide(HttpHandlers.layer),
+  Layer.provide(ForksHandlers),
+  Layer.provide(SubscriptionsHandlers.layer),
+  Layer.provide(SearchHandlers),
+  Layer.provide(AdminHandlers),
   Layer.provide(RequestValidation.layer)
 )

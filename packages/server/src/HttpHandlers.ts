@@ -5,13 +5,15 @@
  * become wire events (`Event.toRecorded`), and engine field names in errors become HTTP locations.
  * Validation against the limits and the identifier rules stays in the engine, so every surface enforces the same.
  * Append and read share their code (`internal/streamRoutes.ts`) with the node's direct path for those two hot
- * requests (`internal/directPath.ts`), so both answer alike.
+ * requests (`internal/directPath.ts`), so both answer alike. With `?fork=<forkId>` a stream or query request goes to
+ * that fork's engine (`Forks.engine`) instead of the store's, through the same code.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApi, HttpApiBuilder } from "effect/http-api"
-import { Api as DomainApi } from "@chronos/domain"
-import { Engine } from "@chronos/engine/Engine"
+import { Api as DomainApi, type Errors, Fork } from "@chronos/domain"
+import { Engine, type EngineShape } from "@chronos/engine/Engine"
+import { Forks } from "@chronos/engine/Forks"
 import { locate, optionalInt, requiredInt, typeList } from "./internal/httpInput.ts"
 import * as StreamRoutes from "./internal/streamRoutes.ts"
 
@@ -25,6 +27,36 @@ export const Api = DomainApi.ChronosApi.annotate(HttpApi.PayloadParseOptions, { 
 /** A 200 whose JSON body is already serialized (see `internal/streamRoutes.ts`). */
 const ok = (body: string): HttpServerResponse.HttpServerResponse =>
   HttpServerResponse.text(body, { contentType: "application/json" })
+
+const encodeForkNotFound = Schema.encodeSync(Fork.ForkNotFound)
+
+/**
+ * Runs `f` on the engine a request addresses: the store's, or with `?fork=` that fork's. A fork that is unknown,
+ * another tenant's, discarded or expired is a 404 `ForkNotFound`, answered here with the body HttpApi gives a
+ * declared error: these endpoints do not declare it, because that would change the SDK's types (see `Api`).
+ */
+const onEngine = Effect.fnUntraced(function*() {
+  const engine = yield* Engine
+  const forks = yield* Forks
+  return <A, E>(
+    tenant: string,
+    fork: string | undefined,
+    f: (engine: EngineShape) => Effect.Effect<A, E>
+  ): Effect.Effect<A | HttpServerResponse.HttpServerResponse, E | Errors.InvalidRequest | Errors.Unavailable> =>
+    fork === undefined ? f(engine) : Effect.matchEffect(locate(forks.engine(tenant, fork)), {
+      onFailure: (error): Effect.Effect<HttpServerResponse.HttpServerResponse, Errors.InvalidRequest | Errors.Unavailable> =>
+        error._tag === "ForkNotFound"
+          ? Effect.succeed(HttpServerResponse.jsonUnsafe(encodeForkNotFound(error), { status: 404 }))
+          : Effect.fail(error),
+      onSuccess: f
+    })
+})
+
+/** `?fork=` of the append, read from the URL (the endpoint declares no query; see `Api`). */
+const forkOfUrl = (url: string): string | undefined => {
+  const q = url.indexOf("?")
+  return q === -1 ? undefined : new URLSearchParams(url.slice(q + 1)).get("fork") ?? undefined
+}
 
 /** `GET /health`, `GET /v1/partitions`. */
 export const SystemHandlers = HttpApiBuilder.group(
@@ -45,17 +77,22 @@ export const StreamsHandlers = HttpApiBuilder.group(
   Api,
   "streams",
   Effect.fnUntraced(function*(handlers) {
-    const engine = yield* Engine
+    const on = yield* onEngine()
     return handlers.handleAll({
       // Uninterruptible: an append is registered with its partition synchronously and will commit regardless;
       // letting the request finish means a graceful shutdown answers it instead of dropping the acknowledgement.
       append: {
-        handler: ({ params, payload }) =>
-          Effect.map(StreamRoutes.append(engine, params.tenant, params.stream, payload), ok),
+        handler: ({ params, payload, request }) =>
+          on(params.tenant, forkOfUrl(request.url), (engine) =>
+            Effect.map(StreamRoutes.append(engine, params.tenant, params.stream, payload), ok)),
         options: { uninterruptible: true }
       },
-      read: ({ params, query }) => Effect.map(StreamRoutes.read(engine, params.tenant, params.stream, query), ok),
-      state: ({ params, query }) => locate(engine.state(params.tenant, params.stream, query.reducer, query.asOf))
+      read: ({ params, query }) =>
+        on(params.tenant, query.fork, (engine) =>
+          Effect.map(StreamRoutes.read(engine, params.tenant, params.stream, query), ok)),
+      state: ({ params, query }) =>
+        on(params.tenant, query.fork, (engine) =>
+          locate(engine.state(params.tenant, params.stream, query.reducer, query.asOf)))
     })
   })
 )
@@ -65,10 +102,10 @@ export const QueriesHandlers = HttpApiBuilder.group(
   Api,
   "queries",
   Effect.fnUntraced(function*(handlers) {
-    const engine = yield* Engine
+    const on = yield* onEngine()
     return handlers.handleAll({
       events: ({ params, query }) =>
-        locate(Effect.flatMap(optionalInt(query.limit, "query.limit"), (limit) =>
+        on(params.tenant, query.fork, (engine) => locate(Effect.flatMap(optionalInt(query.limit, "query.limit"), (limit) =>
           Effect.map(
             engine.query(params.tenant, {
               types: typeList(query.types),
@@ -79,9 +116,9 @@ export const QueriesHandlers = HttpApiBuilder.group(
               after: query.after
             }),
             (page) => ok(StreamRoutes.readResultJson(page.events, page.next))
-          ))),
+          )))),
       partitionEvents: ({ params, query }) =>
-        locate(Effect.flatMap(
+        on(params.tenant, query.fork, (engine) => locate(Effect.flatMap(
           Effect.all([
             requiredInt(params.partition, "params.partition"),
             optionalInt(query.fromSeq, "query.fromSeq"),
@@ -97,7 +134,7 @@ export const QueriesHandlers = HttpApiBuilder.group(
               }),
               (events) => ok(StreamRoutes.readResultJson(events))
             )
-        ))
+        )))
     })
   })
 )
@@ -106,5 +143,5 @@ export const QueriesHandlers = HttpApiBuilder.group(
 export const layer: Layer.Layer<
   Layer.Success<typeof SystemHandlers> | Layer.Success<typeof StreamsHandlers> | Layer.Success<typeof QueriesHandlers>,
   never,
-  Engine | DomainApi.RequestValidation
+  Engine | Forks | DomainApi.RequestValidation
 > = Layer.mergeAll(SystemHandlers, StreamsHandlers, QueriesHandlers)

@@ -12,9 +12,14 @@ import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
 import { Engine } from "@chronos/engine/Engine"
 import { EventLog, type LogError } from "@chronos/engine/EventLog"
 import * as PartitionEntity from "@chronos/engine/PartitionEntity"
+import { ColdTier } from "@chronos/storage/ColdTier"
 import type { Sharding } from "effect/cluster"
+import type { SearchConfigShape } from "@chronos/search/SearchConfig"
+import { forksLayer } from "./ForksHandlers.ts"
 import * as HttpApp from "./HttpApp.ts"
 import * as NodeServer from "./internal/nodeServer.ts"
+import * as SubscriptionsHandlers from "./SubscriptionsHandlers.ts"
+import { searchLayer } from "./SearchHandlers.ts"
 
 /** The `EventLog` named by `config.logDriver`. */
 export const logLayer = (config: ChronosConfigShape): Layer.Layer<EventLog, LogError> => {
@@ -36,6 +41,14 @@ export const logLayer = (config: ChronosConfigShape): Layer.Layer<EventLog, LogE
   }
 }
 
+/**
+ * The cold tier (Parquet segments, `@chronos/storage`) of `config.logDriver`: plain files under
+ * `<dataDir>/segments/` for the file log; none yet for the others (their partitions replay the whole log). Typed
+ * as providing nothing: the engine and the admin handler find it with `serviceOption`.
+ */
+export const coldLayer = (config: ChronosConfigShape): Layer.Layer<never, never, ChronosConfig> =>
+  config.logDriver === "file" ? ColdTier.layerLocal({ dataDir: config.dataDir }) : Layer.empty
+
 /** `log: file, data: ./data` / `log: jetstream, nats: …` / `log: memory`. */
 const describeLog = (config: ChronosConfigShape) =>
   config.logDriver === "file"
@@ -54,6 +67,8 @@ export interface Options extends NodeServer.Options {
    * (start-up failures of that layer are defects: a runner that cannot join its cluster must not serve).
    */
   readonly sharding?: Layer.Layer<Sharding.Sharding> | undefined
+  /** Search settings over the defaults and `CHRONOS_SEARCH_*` (see `@chronos/search/SearchConfig`). */
+  readonly search?: Partial<SearchConfigShape> | undefined
 }
 
 /** A node over an already-provided `ChronosConfig`. */
@@ -64,11 +79,21 @@ export const layerFromConfig = (options: Options = {}): Layer.Layer<
 > =>
   Layer.unwrap(Effect.gen(function*() {
     const config = yield* ChronosConfig
+    // One log for the engine and the forks (theirs in per-fork namespaces of it).
+    const LogLive = logLayer(config)
     // Partitions are effect/cluster entities on this runner; the engine calls them directly while they are local.
     const EngineLive = PartitionEntity.layerEngine.pipe(
       Layer.provide(options.sharding ?? PartitionEntity.layerSingleRunner),
-      Layer.provide(logLayer(config))
+      Layer.provideMerge(coldLayer(config)),
+      Layer.provide(LogLive)
     )
+    // Search follows the engine's committed events; it is released before the engine, after the HTTP server.
+    // A bad search configuration is a start-up defect, like a bad `ChronosConfig`.
+    const EngineAndSearch = searchLayer(config, options.search).pipe(Layer.orDie, Layer.provideMerge(EngineLive))
+    // Consumer groups and projections run over the engine (and stop before it); their state is stored next to the log.
+    const Core = SubscriptionsHandlers.layerServices.pipe(Layer.provideMerge(EngineAndSearch))
+    // Forks over the engine (closed before it). A node that cannot read its fork registry must not serve.
+    const CoreAndForks = forksLayer(config).pipe(Layer.orDie, Layer.provide(LogLive), Layer.provideMerge(Core))
     const { layer: Server, drain } = NodeServer.make(config, options)
     const Serve = HttpRouter.serve(HttpApp.layer, { disableLogger: true, disableListenLog: true })
     // Built last, once the routes are served: announces the node and exports only what callers use. Its
@@ -76,14 +101,16 @@ export const layerFromConfig = (options: Options = {}): Layer.Layer<
     const Exports = Layer.effectContext(Effect.gen(function*() {
       const server = yield* HttpServer.HttpServer
       const engine = yield* Engine
-      yield* Effect.addFinalizer(() => Effect.sync(drain))
+      const longRequests = yield* SubscriptionsHandlers.LongRequests
+      // SSE streams and long polls end first: the server could not finish draining while they last.
+      yield* Effect.addFinalizer(() => Effect.andThen(Effect.sync(drain), longRequests.close))
       yield* Effect.logInfo(
         `chronos listening on ${HttpServer.formatAddress(server.address)} ` +
           `(${describeLog(config)}, partitions: ${config.partitions})`
       )
       return Context.make(HttpServer.HttpServer, server).pipe(Context.add(Engine, engine))
     }))
-    return Exports.pipe(Layer.provide(Serve), Layer.provide(Server), Layer.provide(EngineLive))
+    return Exports.pipe(Layer.provide(Serve), Layer.provide(Server), Layer.provide(CoreAndForks))
   }))
 
 /**

@@ -7,10 +7,15 @@
  *
  *     <dataDir>/log/p<NNN>/LOCK                         pid + nonce of the process that owns the partition
  *     <dataDir>/log/p<NNN>/<firstSeq, 20 digits>.log    segment files, named by the first sequence they hold
+ *     <dataDir>/forks/<forkId>/log/p<NNN>/…            the same, for the partitions of a fork (a log namespace)
  *
  * `NNN` is the partition number zero-padded to 3 digits. A segment is rolled (the next record goes to a new file)
  * once it holds `segmentBytesMax` bytes or more, so a segment always holds at least one record and a record is never
- * split. Segment names are contiguous: each one is the previous segment's last sequence + 1, and the first is 1.
+ * split. Segment names are contiguous: each one is the previous segment's last sequence + 1, and the first is the
+ * log's base sequence: 1, or — once the cold tier sealed a prefix and the log was truncated below it
+ * (`truncateBefore`) — the value recorded in `<dataDir>/log/p<NNN>/BASE` (`{"formatVersion":1,"baseSeq":N}`).
+ * Truncation writes BASE durably first and deletes whole files after, so a crash in between leaves files entirely
+ * below the base, which the next `open` finishes deleting.
  *
  * Record format, little-endian, back to back with no padding:
  *
@@ -48,7 +53,7 @@ import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { Effect, type Scope } from "effect"
 import * as Commit from "../Commit.ts"
-import { type EventLogShape, type LogError, LogFenced, LogUnavailable, type PartitionLog } from "../EventLog.ts"
+import { type EventLogShape, isNamespace, type LogError, LogFenced, LogUnavailable, type PartitionLog } from "../EventLog.ts"
 import { crc32c } from "./crc32c.ts"
 
 // --- format ------------------------------------------------------------------------------------------------------
@@ -66,6 +71,8 @@ const WRITE_BATCH_RECORDS = 512
 const WRITE_BATCH_BYTES = 16 * 1_048_576
 const TWO_POW_32 = 0x1_0000_0000
 const SEGMENT_FILE = /^(\d{20})\.log$/
+/** The base sequence record of a truncated log (see the module doc). */
+export const BASE_FILE = "BASE"
 const MAGIC_BYTES = Buffer.from([0x31, 0x52, 0x48, 0x43])
 
 export const partitionDir = (dataDir: string, partition: number): string =>
@@ -160,8 +167,46 @@ export interface FilePartitionLog extends PartitionLog {
 }
 
 export interface FileLogShape extends EventLogShape {
-  readonly open: (partition: number) => Effect.Effect<FilePartitionLog, LogError, Scope.Scope>
+  readonly open: (partition: number, namespace?: string) => Effect.Effect<FilePartitionLog, LogError, Scope.Scope>
 }
+
+/** Where the logs of a namespace (a fork) live: `<dataDir>/forks/<namespace>/`, holding its own `log/p<NNN>/`. */
+export const namespaceDir = (dataDir: string, namespace: string): string => path.join(dataDir, "forks", namespace)
+
+/**
+ * Deletes a namespace's directory tree. Precondition (asserted): none of its partitions is open in this process — a
+ * LOCK of ours would mean a writer still appends to files we are about to delete.
+ */
+const dropNamespace = (dataDir: string, namespace: string): Effect.Effect<void, LogError> =>
+  Effect.suspend(() => {
+    if (!isNamespace(namespace)) return Effect.die(new Error(`file log: invalid namespace ${JSON.stringify(namespace)}`))
+    const root = namespaceDir(dataDir, namespace)
+    const logDir = path.join(root, "log")
+    let partitions: Array<string> = []
+    try {
+      partitions = fs.readdirSync(logDir)
+    } catch (error) {
+      if (errorCode(error) !== "ENOENT") return Effect.fail(unavailable(-1, `cannot list ${logDir}`, error))
+    }
+    for (const name of partitions) {
+      const holder = readLock(path.join(logDir, name, "LOCK"))
+      if (holder !== undefined && Number.parseInt(holder, 10) === process.pid) {
+        return Effect.die(new Error(`file log: drop of ${root} while ${name} is open in this process`))
+      }
+    }
+    return Effect.tryPromise({
+      try: async () => {
+        await fsp.rm(root, { recursive: true, force: true })
+        // The removal is durable once the parent directory is (it may not exist: nothing was ever written).
+        try {
+          fsyncDirSync(path.dirname(root))
+        } catch (error) {
+          if (errorCode(error) !== "ENOENT") throw error
+        }
+      },
+      catch: (error) => unavailable(-1, `cannot delete ${root}`, error)
+    })
+  })
 
 /**
  * Partition directories whose fdatasync failed in this process. Reopening one would read back, through the page
@@ -181,7 +226,13 @@ export const make = (options: Options): Effect.Effect<FileLogShape> =>
     if (options.partitions !== undefined) checkStoreManifest(dataDir, options.partitions)
     return {
       driver: "file",
-      open: (partition: number) => open(dataDir, segmentBytesMax, partition)
+      open: (partition: number, namespace?: string) =>
+        namespace === undefined
+          ? open(dataDir, segmentBytesMax, partition)
+          : isNamespace(namespace)
+          ? open(namespaceDir(dataDir, namespace), segmentBytesMax, partition)
+          : Effect.die(new Error(`file log: invalid namespace ${JSON.stringify(namespace)}`)),
+      drop: (namespace: string) => dropNamespace(dataDir, namespace)
     } satisfies FileLogShape
   })
 
@@ -286,7 +337,12 @@ const open = (
     const replay = (fromSeq: number, onCommit: (commit: Commit.Commit) => void): Effect.Effect<number, LogError> =>
       fromPromise(partition, `replay of ${dir}`, (signal) => replayFrom(writer, fromSeq, onCommit, signal))
 
-    return { partition, append, replay, stats: () => writer.stats() } satisfies FilePartitionLog
+    // Serialized: two truncations racing over the same file list would delete by stale indexes.
+    let truncation: Promise<void> = Promise.resolve()
+    const truncateBefore = (seq: number): Effect.Effect<void, LogError> =>
+      fromPromise(partition, `truncation of ${dir}`, () => (truncation = truncation.then(() => truncate(writer, seq))))
+
+    return { partition, append, replay, truncateBefore, stats: () => writer.stats() } satisfies FilePartitionLog
   })
 
 /**
@@ -638,20 +694,82 @@ const listSegments = async (dir: string): Promise<Array<Segment>> => {
   return segments.sort((a, b) => a.firstSeq - b.firstSeq)
 }
 
+/** The log's base sequence: 1 unless a truncation recorded another in `<dir>/BASE`. */
+export const readBaseSeq = (dir: string): number => {
+  let text: string
+  try {
+    text = fs.readFileSync(path.join(dir, BASE_FILE), "utf8")
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return 1
+    throw error
+  }
+  let baseSeq: unknown
+  try {
+    baseSeq = (JSON.parse(text) as { baseSeq?: unknown }).baseSeq
+  } catch {
+    baseSeq = undefined
+  }
+  if (typeof baseSeq !== "number" || !Number.isSafeInteger(baseSeq) || baseSeq < 1) {
+    throw new CorruptLogError(path.join(dir, BASE_FILE), 0, `not a base sequence record: ${JSON.stringify(text.slice(0, 100))}`)
+  }
+  return baseSeq
+}
+
+/** Records the base sequence durably (write a temporary file, fsync, rename, fsync the directory). */
+const writeBaseSeq = async (dir: string, baseSeq: number): Promise<void> => {
+  const file = path.join(dir, BASE_FILE)
+  const tmp = `${file}.tmp`
+  const fh = await fsp.open(tmp, "w")
+  try {
+    await fh.writeFile(JSON.stringify({ formatVersion: 1, baseSeq }) + "\n")
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  await fsp.rename(tmp, file)
+  fsyncDirSync(dir)
+}
+
+/**
+ * Deletes the segment files that hold only sequences below `seq` (never the current one): BASE first, then the
+ * files, so that at no point does a file below the recorded base look like part of the log.
+ */
+const truncate = async (writer: SegmentWriter, seq: number): Promise<void> => {
+  const segments = writer.segments
+  let drop = 0
+  while (drop < segments.length - 1 && segments[drop + 1]!.firstSeq <= seq) drop++
+  if (drop === 0) return
+  const doomed = segments.slice(0, drop)
+  await writeBaseSeq(writer.dir, segments[drop]!.firstSeq)
+  // Rolls only append, so the first `drop` entries are still the doomed ones; replays started after this skip them.
+  segments.splice(0, drop)
+  for (const segment of doomed) await fsp.rm(segment.path, { force: true })
+  fsyncDirSync(writer.dir)
+}
+
 const recover = async (dir: string, partition: number): Promise<Recovered> => {
+  const baseSeq = readBaseSeq(dir)
   const segments = await listSegments(dir)
+  // Files left below the base by a truncation that crashed after recording it: finish deleting them.
+  let leftovers = 0
+  while (segments.length > 1 && segments[1]!.firstSeq <= baseSeq) {
+    await fsp.rm(segments.shift()!.path, { force: true })
+    leftovers++
+  }
+  if (leftovers > 0) fsyncDirSync(dir)
   if (segments.length === 0) {
+    if (baseSeq !== 1) throw new CorruptLogError(path.join(dir, BASE_FILE), 0, `base seq ${baseSeq} but no segment file`)
     const first = { firstSeq: 1, path: path.join(dir, segmentFileName(1)) }
     await (await fsp.open(first.path, "wx")).close()
     fsyncDirSync(dir)
     return { segments: [first], lastSeq: 0, tailBytes: 0, truncated: [] }
   }
   const first = segments[0]!
-  if (first.firstSeq !== 1) {
-    throw new CorruptLogError(first.path, 0, `the first segment starts at seq ${first.firstSeq}, expected 1`)
+  if (first.firstSeq !== baseSeq) {
+    throw new CorruptLogError(first.path, 0, `the first segment starts at seq ${first.firstSeq}, expected the base seq ${baseSeq}`)
   }
 
-  let expected = 1
+  let expected = baseSeq
   // Where the log's last record is, to decode it at the end: [file, offset].
   let lastRecord: [string, number] | undefined
 

@@ -65,8 +65,9 @@ import type {
   StreamConfig,
   StreamInfo
 } from "@nats-io/jetstream"
+import type { Event } from "@chronos/domain"
 import * as Commit from "../Commit.ts"
-import { type EventLogShape, type LogError, LogFenced, LogUnavailable, type PartitionLog } from "../EventLog.ts"
+import { type EventLogShape, isNamespace, type LogError, LogFenced, LogUnavailable, type PartitionLog } from "../EventLog.ts"
 
 export interface Options {
   /** NATS server URL(s), e.g. "nats://127.0.0.1:4222"; several for a cluster. */
@@ -98,12 +99,78 @@ export const headerCrc32c = "Chronos-Crc32c"
 
 /** `CHRONOS_P007`: the stream of one partition. */
 export const streamName = (prefix: string, partition: number): string => `${prefix}_P${pad(partition)}`
+/**
+ * The stream prefix of a namespace (a fork's partitions): `CHRONOS_FORK_<namespace>`, so its streams are
+ * `CHRONOS_FORK_<namespace>_P007` on subjects `chronos_fork_<namespace>.p.007`, apart from the store's own.
+ */
+export const namespacePrefix = (prefix: string, namespace: string): string => `${prefix}_FORK_${namespace}`
+
+/** Deletes every stream of a namespace (they must be closed: a fork's partitions are closed before it is dropped). */
+const dropNamespace = (o: Resolved, jsm: JetStreamManager, namespace: string): Effect.Effect<void, LogError> => {
+  if (!isNamespace(namespace)) {
+    return Effect.die(new Error(`JetStream log: invalid namespace ${JSON.stringify(namespace)}`))
+  }
+  const streamsOf = `${namespacePrefix(o.prefix, namespace)}_P`
+  return Effect.tryPromise({
+    try: async () => {
+      const doomed: Array<string> = []
+      for await (const name of jsm.streams.names()) if (name.startsWith(streamsOf)) doomed.push(name)
+      for (const name of doomed) {
+        await jsm.streams.delete(name).catch((e: unknown) => {
+          if (!(e instanceof JetStreamApiError && e.code === ERR_STREAM_NOT_FOUND)) throw e
+        })
+      }
+    },
+    catch: (e) => new LogUnavailable({ partition: -1, message: `cannot delete the streams ${streamsOf}*: ${errorText(e)}` })
+  })
+}
+
 /** `chronos.p.007`: the only subject of that stream. */
 export const subjectName = (prefix: string, partition: number): string => `${prefix.toLowerCase()}.p.${pad(partition)}`
 /** `Chronos-Crc32c` value: 8 lowercase hex digits. */
 export const formatCrc = (crc: number): string => crc.toString(16).padStart(8, "0")
 
 const pad = (n: number) => String(n).padStart(3, "0")
+
+// ---- replica health --------------------------------------------------------------------------------------------
+
+/**
+ * The replicas of a partition stream as its `STREAM.INFO` reports them (the stream leader answers: it is the one
+ * that knows each follower's lag). The leader comes first; during an election no entry is the leader, which is how a
+ * caller sees a partition that cannot take writes right now.
+ */
+export const replicasOf = (info: StreamInfo): Array<Event.ReplicaStatus> => {
+  const cluster = info.cluster
+  const out: Array<Event.ReplicaStatus> = []
+  if (cluster?.leader !== undefined && cluster.leader !== "") {
+    out.push({ name: cluster.leader, leader: true, current: true, offline: false, lag: 0, activeMs: 0 })
+  }
+  for (const peer of cluster?.replicas ?? []) {
+    out.push({
+      name: peer.name,
+      leader: false,
+      current: peer.current,
+      offline: peer.offline ?? false,
+      lag: peer.lag ?? 0,
+      activeMs: Math.round((peer.active ?? 0) / 1_000_000)
+    })
+  }
+  return out
+}
+
+/** The replicas of partition `partition`'s stream (see `replicasOf`), or undefined when the stream does not exist. */
+export const readReplicas = (
+  jsm: JetStreamManager,
+  prefix: string,
+  partition: number
+): Promise<Array<Event.ReplicaStatus> | undefined> =>
+  jsm.streams.info(streamName(prefix, partition)).then(
+    replicasOf,
+    (e: unknown) => {
+      if (e instanceof JetStreamApiError && e.code === ERR_STREAM_NOT_FOUND) return undefined
+      throw e
+    }
+  )
 
 // JetStream API error codes (`err_code`) this driver tells apart.
 const ERR_STREAM_NOT_FOUND = 10059
@@ -230,7 +297,13 @@ export const make = (options: Options): Effect.Effect<EventLogShape, LogUnavaila
     const js = jetstream(nc, { timeout: o.requestTimeoutMs })
     return {
       driver: "jetstream",
-      open: (partition) => openPartition(o, link, jsm, js, messageBytesMax, partition)
+      open: (partition, namespace) =>
+        namespace === undefined
+          ? openPartition(o, link, jsm, js, messageBytesMax, partition)
+          : isNamespace(namespace)
+          ? openPartition({ ...o, prefix: namespacePrefix(o.prefix, namespace) }, link, jsm, js, messageBytesMax, partition)
+          : Effect.die(new Error(`JetStream log: invalid namespace ${JSON.stringify(namespace)}`)),
+      drop: (namespace) => dropNamespace(o, jsm, namespace)
     } satisfies EventLogShape
   })
 

@@ -61,6 +61,8 @@ const plainReadQuery = (search: string): StreamRoutes.ReadQuery | undefined => {
     if (pair === "") continue
     const eq = pair.indexOf("=")
     const key = eq === -1 ? pair : pair.slice(0, eq)
+    // A read through a fork (`?fork=`) is HttpApi's: this path serves the store's own streams only.
+    if (key === "fork") return undefined
     if (!readKeys.has(key)) continue // HttpApi ignores unknown query keys too
     if (key in query) return undefined
     query[key] = eq === -1 ? "" : pair.slice(eq + 1)
@@ -147,6 +149,8 @@ export const make = (
       const tenant = match[1]!
       const stream = match[2]!
       if (request.method === "POST") {
+        // Only a plain append takes this path; with a query (`?fork=` above all) HttpApi handles it.
+        if (q !== -1) return false
         const length = request.headers["content-length"]
         if (length === undefined || !isJson(request.headers["content-type"])) return false
         if (Number(length) > config.requestBodyBytesMax || request.headers.expect !== undefined) return false

@@ -1,0 +1,173 @@
+/**
+ * `node bench/storage.ts [--quick]`: the cold tier on this machine, printed as one JSON object on stdout (progress
+ * on stderr). Standalone: it does not touch `docs/BENCHMARKS.md` or `bench/run.ts`.
+ *
+ * Workload: the peers' event shape (~200 B JSON payload of prose-like text, metadata with a correlation id), 10k
+ * streams × 20 events (`--quick`: 1k × 20) in one partition, sealed into segments of 100k events with the default
+ * row groups (`segmentRowGroupRowsMax`; `--row-group-rows N` to try another size).
+ *
+ * Measured:
+ *  - segment write: encode (Arrow + parquet-wasm, ZSTD) + SHA-256 + durable write (fsync + rename) + manifest, as
+ *    events/s and MB/s of input (the events' JSON) and of Parquet written;
+ *  - compression: Parquet bytes against the events' JSON and against the file log's commit bodies for them;
+ *  - cold read of one stream: `SegmentReader.readStream` with row-group pruning — cold (cache dropped: file read,
+ *    SHA-256 of each segment, footer, pruned row groups decoded) and warm (segments cached, pruned decode only);
+ *    and the same read without pruning (every row group decoded) for comparison;
+ *  - cold boot: `SegmentReader.replay` of the whole partition (verify + decode + commits), events/s.
+ */
+import { Clock, Effect } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { defaults } from "@chronos/config"
+import type { Event } from "@chronos/domain"
+import * as Commit from "@chronos/engine/Commit"
+import * as Manifest from "../packages/storage/src/Manifest.ts"
+import * as SegmentFormat from "../packages/storage/src/SegmentFormat.ts"
+import * as SegmentReader from "../packages/storage/src/SegmentReader.ts"
+import { makeLocal } from "../packages/storage/src/SegmentStore.ts"
+import * as Sealer from "../packages/storage/src/Sealer.ts"
+
+const quick = process.argv.includes("--quick")
+const STREAMS = quick ? 1_000 : 10_000
+const PER_STREAM = 20
+const SEGMENT_EVENTS = 100_000
+const READS = 50
+const rowGroupFlag = process.argv.indexOf("--row-group-rows")
+const ROW_GROUP_ROWS = rowGroupFlag > 0 ? Number(process.argv[rowGroupFlag + 1]) : defaults.segmentRowGroupRowsMax
+const log = (line: string) => process.stderr.write(`${line}\n`)
+
+const percentile = (xs: ReadonlyArray<number>, p: number) => {
+  const s = xs.slice().sort((a, b) => a - b)
+  return Number(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!.toFixed(2))
+}
+
+const program = Effect.gen(function*() {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chronos-bench-storage-"))
+  yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dataDir, { recursive: true, force: true })))
+  const store = makeLocal(dataDir)
+  const total = STREAMS * PER_STREAM
+  // Appended round-robin over streams (as concurrent writers would), so a segment's rows need the sort.
+  const events: Array<Event.StoredEvent> = new Array(total)
+  const t0 = 1_750_000_000_000
+  // Text of words drawn from a 5,000-word vocabulary by a fixed generator: compressible like prose, not like "xxxx".
+  let seed = 0x2545f491
+  const next = () => {
+    seed ^= seed << 13
+    seed ^= seed >>> 17
+    seed ^= seed << 5
+    return seed >>> 0
+  }
+  const vocabulary = Array.from({ length: 5_000 }, (_, i) => (i * 2_654_435_761 >>> 0).toString(36).slice(0, 3 + (i % 7)))
+  const sentence = () => Array.from({ length: 24 }, () => vocabulary[next() % vocabulary.length]!).join(" ")
+  for (let i = 0; i < total; i++) {
+    const stream = i % STREAMS
+    events[i] = {
+      eventId: `01890000-0000-7000-8000-${String(i).padStart(12, "0")}`,
+      tenant: "acme",
+      stream: `order-${stream}`,
+      type: i % 4 === 0 ? "OrderPlaced" : "ItemAdded",
+      data: { text: sentence(), amount: next() % 100_000, currency: "EUR", sku: `sku-${next() % 5_000}` },
+      metadata: { correlationId: `c-${Math.floor(i / 4)}` },
+      timestamp: t0 + Math.floor(i / 50),
+      streamVersion: Math.floor(i / STREAMS),
+      partition: 0,
+      seq: i + 1
+    }
+  }
+  let jsonBytes = 0
+  for (const e of events) jsonBytes += Sealer.approxBytes(e)
+  let logBytes = 0
+  for (let i = 0; i < total; i += 500) {
+    const slice = events.slice(i, i + 500)
+    logBytes += 24 + Commit.encodeBody({ partition: 0, firstSeq: slice[0]!.seq, timestamp: slice[0]!.timestamp, events: slice }).length
+  }
+  log(`${total} events, ${(jsonBytes / 1_048_576).toFixed(1)} MiB of JSON, ${(logBytes / 1_048_576).toFixed(1)} MiB as log records`)
+
+  // --- segment write ------------------------------------------------------------------------------------------
+  const writeStart = yield* Clock.currentTimeMillis
+  let manifest = Manifest.empty(0)
+  let parquetBytes = 0
+  for (let from = 1; from <= total; from += SEGMENT_EVENTS) {
+    const to = Math.min(total, from + SEGMENT_EVENTS - 1)
+    const { entry } = yield* Sealer.writeSegment(store, 0, events.slice(from - 1, to), from, to, ROW_GROUP_ROWS)
+    manifest = Manifest.withSegment(manifest, entry)
+    yield* store.writeManifest(0, manifest)
+    parquetBytes += entry.bytes
+  }
+  const writeMs = (yield* Clock.currentTimeMillis) - writeStart
+  log(`sealed in ${writeMs} ms into ${manifest.segments.length} segments, ${(parquetBytes / 1_048_576).toFixed(1)} MiB`)
+
+  // --- cold reads of one stream ----------------------------------------------------------------------------------
+  const reader = SegmentReader.make(store, { cacheBytesMax: defaults.segmentCacheBytesMax })
+  const picks = Array.from({ length: READS }, (_, k) => `order-${(k * 7919) % STREAMS}`)
+  const cold: Array<number> = []
+  const warm: Array<number> = []
+  let rowGroupsRead = 0
+  let rowGroups = 0
+  for (const stream of picks) {
+    reader.clearCache()
+    const a = performance.now()
+    const r = yield* reader.readStream(0, "acme", stream)
+    cold.push(performance.now() - a)
+    if (r.events.length !== PER_STREAM) throw new Error(`read ${r.events.length} events of ${stream}`)
+    rowGroupsRead += r.stats.rowGroupsRead
+    rowGroups += r.stats.rowGroups
+    const b = performance.now()
+    yield* reader.readStream(0, "acme", stream)
+    warm.push(performance.now() - b)
+  }
+  // Without pruning: every row group of every (cached, verified) segment decoded and filtered.
+  const unpruned: Array<number> = []
+  for (const stream of picks.slice(0, 10)) {
+    const a = performance.now()
+    let found = 0
+    for (const entry of manifest.segments) {
+      const bytes = yield* reader.load(0, entry, true)
+      const c = SegmentFormat.decode(bytes)
+      for (let i = 0; i < c.rows; i++) if (c.stream[i] === stream) found++
+    }
+    unpruned.push(performance.now() - a)
+    if (found !== PER_STREAM) throw new Error(`unpruned read found ${found}`)
+  }
+
+  // --- cold boot ---------------------------------------------------------------------------------------------------
+  const bootStart = performance.now()
+  let replayed = 0
+  yield* reader.replay(0, (commit) => {
+    replayed += commit.events.length
+  })
+  const bootMs = performance.now() - bootStart
+  if (replayed !== total) throw new Error(`replayed ${replayed} of ${total}`)
+
+  const mib = (bytes: number, ms: number) => Number((bytes / 1_048_576 / (ms / 1000)).toFixed(1))
+  return {
+    machine: { cpus: os.cpus().length, node: process.version, loadavg: os.loadavg().map((l) => Number(l.toFixed(2))) },
+    workload: { events: total, streams: STREAMS, eventsPerStream: PER_STREAM, segmentEvents: SEGMENT_EVENTS, rowGroupRows: ROW_GROUP_ROWS },
+    segmentWrite: {
+      ms: writeMs,
+      eventsPerSecond: Math.round(total / (writeMs / 1000)),
+      inputMiBPerSecond: mib(jsonBytes, writeMs),
+      parquetMiBPerSecond: mib(parquetBytes, writeMs)
+    },
+    compression: {
+      jsonBytes,
+      logRecordBytes: logBytes,
+      parquetBytes,
+      bytesPerEvent: Number((parquetBytes / total).toFixed(1)),
+      ratioVsJson: Number((jsonBytes / parquetBytes).toFixed(2)),
+      ratioVsLog: Number((logBytes / parquetBytes).toFixed(2))
+    },
+    coldReadOneStream: {
+      coldMs: { p50: percentile(cold, 50), p99: percentile(cold, 99) },
+      warmMs: { p50: percentile(warm, 50), p99: percentile(warm, 99) },
+      unprunedWarmMs: { p50: percentile(unpruned, 50), p99: percentile(unpruned, 99) },
+      rowGroupsReadPerRead: Number((rowGroupsRead / READS).toFixed(2)),
+      rowGroupsPerRead: rowGroups / READS
+    },
+    coldBoot: { ms: Math.round(bootMs), eventsPerSecond: Math.round(total / (bootMs / 1000)) }
+  }
+})
+
+const result = await Effect.runPromise(Effect.scoped(program))
+process.stdout.write(JSON.stringify(result, null, 2) + "\n")

@@ -1,0 +1,260 @@
+/**
+ * Durable consumer groups over the engine: deliveries in per-partition order with delivery ids and attempts, acks
+ * (by delivery id or event id) that move a durable checkpoint, retry with exponential backoff, poison events parked
+ * after `consumerAttemptsMax` attempts and replayed on request, ack timeouts, lag metrics; the position survives a
+ * restart on the file drivers, and a group continues on another "runner" through NATS KV (real nats-server).
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
+import { Ids } from "@chronos/domain"
+import { CheckpointStore } from "../src/CheckpointStore.ts"
+import { ConsumerGroups } from "../src/ConsumerGroup.ts"
+import { Engine } from "../src/Engine.ts"
+import { EventLog } from "../src/EventLog.ts"
+import { startNatsServer } from "../../../test/support/NatsServer.ts"
+import type { NatsServerHandle } from "../../../test/support/NatsServer.ts"
+
+const settings: Partial<ChronosConfigShape> = {
+  partitions: 4,
+  subscriptionIdleWaitMs: 50,
+  consumerAttemptsMax: 3,
+  consumerRetryBackoffMs: 20,
+  consumerRetryBackoffMsMax: 80,
+  consumerAckTimeoutMs: 60_000,
+  consumerCheckpointIntervalMs: 50
+}
+const Config = ChronosConfig.layer(settings)
+
+const dirs: Array<string> = []
+let nats: NatsServerHandle | undefined
+beforeAll(async () => {
+  nats = await startNatsServer()
+}, 60_000)
+afterAll(async () => {
+  await nats?.stop()
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+})
+
+const type = (t: string) => Ids.EventType.make(t)
+
+/** Appends `n` events over 6 streams; returns their ids in append order. */
+const seed = (n: number, from = 0) =>
+  Effect.gen(function*() {
+    const engine = yield* Engine
+    const ids: Array<string> = []
+    for (let i = from; i < from + n; i++) {
+      yield* engine.append("t", `s-${i % 6}`, { events: [{ type: type(i % 5 === 0 ? "Poison" : "Normal"), data: { i } }] })
+    }
+    const all = yield* engine.query("t", { limit: 10_000 })
+    for (const e of all.events) ids.push(e.eventId)
+    return ids
+  })
+
+const memoryStack = ConsumerGroups.layer.pipe(
+  Layer.provideMerge(Engine.layerLocal),
+  Layer.provideMerge(CheckpointStore.layerMemory({ bytesMax: 4 * 1_048_576 })),
+  Layer.provide(EventLog.layerMemory),
+  Layer.provideMerge(Config)
+)
+
+describe("ConsumerGroup", () => {
+  it.live("delivers every event once in per-partition order, acks move the checkpoint, lag is reported", () =>
+    Effect.gen(function*() {
+      const groups = yield* ConsumerGroups
+      yield* seed(40)
+      const created = yield* groups.create("t", "all", {})
+      assert.strictEqual(created.lag.total, 40)
+      const seen: Array<{ partition: number; seq: number; id: string }> = []
+      while (seen.length < 40) {
+        const batch = yield* groups.next("t", "all", { max: 7, waitMs: 1_000 })
+        assert.isAbove(batch.length, 0)
+        for (const d of batch) {
+          assert.strictEqual(d.attempt, 1)
+          assert.strictEqual(d.deliveryId, `${d.event.partition}:${d.event.seq}`)
+          seen.push({ partition: d.event.partition, seq: d.event.seq, id: d.event.eventId })
+        }
+        // Ack half by delivery id, half by event id.
+        const ids = batch.map((d, i) => i % 2 === 0 ? d.deliveryId : d.event.eventId)
+        const acked = yield* groups.ack("t", "all", ids)
+        assert.strictEqual(acked.acked, batch.length)
+        assert.deepStrictEqual(acked.unknown, [])
+      }
+      assert.strictEqual(new Set(seen.map((s) => s.id)).size, 40)
+      for (let p = 0; p < 4; p++) {
+        const seqs = seen.filter((s) => s.partition === p).map((s) => s.seq)
+        assert.deepStrictEqual(seqs, seqs.map((_, i) => i + 1), `partition ${p} in order, gapless`)
+      }
+      const status = yield* groups.status("t", "all")
+      assert.strictEqual(status.lag.total, 0)
+      assert.strictEqual(status.stats.acked, 40)
+      assert.deepStrictEqual(status.pending, { ready: 0, inFlight: 0, retrying: 0, replaying: 0 })
+      // Nothing more, and an ack of something already acked is reported, not an error.
+      assert.deepStrictEqual(yield* groups.next("t", "all", { max: 10, waitMs: 0 }), [])
+      assert.deepStrictEqual((yield* groups.ack("t", "all", [seen[0]!.id])).unknown, [seen[0]!.id])
+      // Live: new events arrive through a waiting next.
+      const [batch] = yield* Effect.all([
+        groups.next("t", "all", { max: 10, waitMs: 5_000 }),
+        Effect.andThen(Effect.sleep(100), seed(1, 40))
+      ], { concurrency: 2 })
+      assert.strictEqual(batch.length, 1)
+      // Lag: one event delivered but not acknowledged is behind.
+      assert.strictEqual((yield* groups.status("t", "all")).lag.total, 1)
+      // Same definition is idempotent; another filter is a conflict.
+      assert.strictEqual((yield* groups.create("t", "all", {})).name, "all")
+      const conflict = yield* groups.create("t", "all", { types: ["Normal"] }).pipe(Effect.flip)
+      assert.strictEqual(conflict._tag, "DefinitionConflict")
+      // Typed errors for what a caller can fix.
+      assert.strictEqual((yield* groups.status("t", "nope").pipe(Effect.flip))._tag, "ConsumerGroupNotFound")
+      assert.strictEqual((yield* groups.create("t", "bad name", {}).pipe(Effect.flip))._tag, "InvalidRequest")
+      assert.strictEqual((yield* groups.next("t", "all", { max: 100_000 }).pipe(Effect.flip))._tag, "LimitExceeded")
+    }).pipe(Effect.provide(memoryStack)))
+
+  it.live("retry with backoff, poison parked after consumerAttemptsMax attempts, replay, ack timeout", () =>
+    Effect.gen(function*() {
+      const groups = yield* ConsumerGroups
+      yield* seed(10)
+      yield* groups.create("t", "poison", { types: ["Poison"] }) // i = 0 and 5
+      const attempts: Array<number> = []
+      const times: Array<number> = []
+      const t0 = performance.now()
+      let poisonId = ""
+      // The consumer fails every delivery of the first poison event and acks the other one.
+      for (let round = 0; round < 20; round++) {
+        const batch = yield* groups.next("t", "poison", { max: 10, waitMs: 500 })
+        for (const d of batch) {
+          if ((d.event.data as { i: number }).i === 0) {
+            poisonId = d.deliveryId
+            attempts.push(d.attempt)
+            times.push(performance.now() - t0)
+            const result = yield* groups.nack("t", "poison", [d.deliveryId])
+            assert.strictEqual(result.parked, d.attempt === 3 ? 1 : 0)
+          } else {
+            yield* groups.ack("t", "poison", [d.deliveryId])
+          }
+        }
+        if (attempts.length === 3) break
+      }
+      assert.deepStrictEqual(attempts, [1, 2, 3])
+      // Exponential backoff: the second retry waits longer than the first (20 ms, then 40 ms).
+      assert.isAtLeast(times[1]! - times[0]!, 15)
+      assert.isAtLeast(times[2]! - times[1]!, 35)
+      let status = yield* groups.status("t", "poison")
+      assert.strictEqual(status.parked, 1)
+      assert.strictEqual(status.lag.total, 0, "a parked event no longer holds the checkpoint")
+      const parked = yield* groups.parked("t", "poison")
+      assert.strictEqual(parked.length, 1)
+      assert.strictEqual(`${parked[0]!.entry.partition}:${parked[0]!.entry.seq}`, poisonId)
+      assert.strictEqual(parked[0]!.entry.attempts, 3)
+      assert.strictEqual((parked[0]!.event?.data as { i: number }).i, 0)
+      // Replay: delivered again with fresh attempts; acked this time.
+      assert.deepStrictEqual(yield* groups.replayParked("t", "poison"), { replayed: 1, unknown: [] })
+      const again = yield* groups.next("t", "poison", { max: 10, waitMs: 1_000 })
+      assert.deepStrictEqual(again.map((d) => [d.deliveryId, d.attempt]), [[poisonId, 1]])
+      yield* groups.ack("t", "poison", [poisonId])
+      status = yield* groups.status("t", "poison")
+      assert.strictEqual(status.parked, 0)
+      assert.strictEqual(status.pending.replaying, 0)
+      assert.deepStrictEqual((yield* groups.replayParked("t", "poison", ["9:9"])).unknown, ["9:9"])
+    }).pipe(Effect.provide(memoryStack)))
+
+  it.live("a delivery not acknowledged in time is a failed attempt and is delivered again", () =>
+    Effect.gen(function*() {
+      const groups = yield* ConsumerGroups
+      yield* seed(1)
+      yield* groups.create("t", "slow", {})
+      const first = yield* groups.next("t", "slow", { max: 1, waitMs: 1_000 })
+      assert.strictEqual(first[0]!.attempt, 1)
+      const second = yield* groups.next("t", "slow", { max: 1, waitMs: 2_000 })
+      assert.strictEqual(second[0]!.deliveryId, first[0]!.deliveryId)
+      assert.strictEqual(second[0]!.attempt, 2)
+      assert.strictEqual((yield* groups.status("t", "slow")).stats.expired, 1)
+    }).pipe(Effect.provide(ConsumerGroups.layer.pipe(
+      Layer.provideMerge(Engine.layerLocal),
+      Layer.provide(CheckpointStore.layerMemory({ bytesMax: 1_048_576 })),
+      Layer.provide(EventLog.layerMemory),
+      Layer.provideMerge(ChronosConfig.layer({ ...settings, consumerAckTimeoutMs: 200 }))
+    ))))
+
+  it.live("file drivers: the position, acks and attempts survive a restart; only the unacknowledged come again", () =>
+    Effect.gen(function*() {
+      const dataDir = mkdtempSync(path.join(tmpdir(), "chronos-group-"))
+      dirs.push(dataDir)
+      const node = ConsumerGroups.layer.pipe(
+        Layer.provideMerge(Engine.layerLocal),
+        Layer.provide(CheckpointStore.layerFile({ dataDir, bytesMax: 4 * 1_048_576 })),
+        Layer.provide(EventLog.layerFile({ dataDir })),
+        Layer.provideMerge(Config)
+      )
+      const firstRun = yield* Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* seed(30)
+        yield* groups.create("t", "durable", {})
+        const batch = yield* groups.next("t", "durable", { max: 20, waitMs: 1_000 })
+        assert.strictEqual(batch.length, 20)
+        // Ack all but every fourth, and fail one once (its attempt count must survive).
+        const kept = batch.filter((_, i) => i % 4 === 0)
+        yield* groups.ack("t", "durable", batch.filter((_, i) => i % 4 !== 0).map((d) => d.deliveryId))
+        yield* groups.nack("t", "durable", [kept[0]!.deliveryId], { delayMs: 0 })
+        // The rest (10 never delivered, then the nacked one again) is delivered, and not acknowledged.
+        const rest = yield* groups.next("t", "durable", { max: 100, waitMs: 1_000 })
+        assert.deepStrictEqual(rest.map((d) => d.attempt), [...Array(10).fill(1), 2])
+        assert.strictEqual(rest[10]!.deliveryId, kept[0]!.deliveryId)
+        return { kept, status: yield* groups.status("t", "durable") }
+      }).pipe(Effect.provide(node))
+      const secondRun = yield* Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        const status = yield* groups.status("t", "durable")
+        assert.strictEqual(status.position, firstRun.status.position)
+        assert.strictEqual(status.stats.acked, 15)
+        const redelivered: Array<{ id: string; attempt: number }> = []
+        for (let round = 0; round < 10 && redelivered.length < 15; round++) {
+          for (const d of yield* groups.next("t", "durable", { max: 100, waitMs: 300 })) {
+            redelivered.push({ id: d.deliveryId, attempt: d.attempt })
+          }
+        }
+        return redelivered
+      }).pipe(Effect.provide(node))
+      // The 15 unacknowledged (5 of the first batch, 10 of the second): each exactly once.
+      const kept = new Set(firstRun.kept.map((d) => d.deliveryId))
+      assert.strictEqual(secondRun.length, 15)
+      assert.strictEqual(new Set(secondRun.map((d) => d.id)).size, 15)
+      assert.strictEqual(secondRun.filter((d) => kept.has(d.id)).length, 5)
+      // Attempts were stored: the retried one comes for its third attempt, every other one for its second.
+      const byId = new Map(secondRun.map((d) => [d.id, d.attempt]))
+      assert.strictEqual(byId.get(firstRun.kept[0]!.deliveryId), 3)
+      assert.deepStrictEqual(secondRun.filter((d) => d.id !== firstRun.kept[0]!.deliveryId).map((d) => d.attempt), Array(14).fill(2))
+    }))
+
+  it.live("NATS KV driver: a group continues on another runner from the stored checkpoint", () =>
+    Effect.gen(function*() {
+      const store = CheckpointStore.layerNatsKv({ servers: [nats!.url], replicas: 1, bytesMax: 1_048_576, bucket: "chronos_groups_test" })
+      // Runner A and runner B share the log (in a cluster: JetStream), each has its own NATS connection.
+      const runner = ConsumerGroups.layer.pipe(Layer.provide(store))
+      yield* Effect.gen(function*() {
+        yield* seed(12)
+        const delivered = yield* Effect.gen(function*() {
+          const groups = yield* ConsumerGroups
+          yield* groups.create("t", "kv", { streamPrefix: "s-" })
+          const batch = yield* groups.next("t", "kv", { max: 8, waitMs: 1_000 })
+          yield* groups.ack("t", "kv", batch.map((d) => d.deliveryId))
+          return batch.map((d) => d.event.eventId)
+        }).pipe(Effect.provide(runner))
+        const rest = yield* Effect.gen(function*() {
+          const groups = yield* ConsumerGroups
+          const status = yield* groups.status("t", "kv")
+          assert.strictEqual(status.stats.acked, 8)
+          const batch = yield* groups.next("t", "kv", { max: 100, waitMs: 1_000 })
+          yield* groups.ack("t", "kv", batch.map((d) => d.deliveryId))
+          assert.strictEqual((yield* groups.status("t", "kv")).lag.total, 0)
+          return batch.map((d) => d.event.eventId)
+        }).pipe(Effect.provide(runner))
+        assert.strictEqual(delivered.length, 8)
+        assert.strictEqual(rest.length, 4)
+        assert.strictEqual(new Set([...delivered, ...rest]).size, 12)
+      }).pipe(Effect.provide(Engine.layerLocal.pipe(Layer.provide(EventLog.layerMemory), Layer.provideMerge(Config))))
+    }))
+})

@@ -1,0 +1,11 @@
+/** Native search for Chronos: BM25 keyword, HNSW vector (local or HTTP embeddings) and hybrid search over events. */
+export * as DocTable from "./DocTable.ts"
+export * as Embedder from "./Embedder.ts"
+export * as Fusion from "./Fusion.ts"
+export * as IndexFollower from "./IndexFollower.ts"
+export * as KeywordIndex from "./KeywordIndex.ts"
+export * as Search from "./Search.ts"
+export * as SearchConfig from "./SearchConfig.ts"
+export * as TextExtraction from "./TextExtraction.ts"
+export * as Tokenizer from "./Tokenizer.ts"
+export * as VectorIndex from "./VectorIndex.ts"
