@@ -19,7 +19,7 @@
  * Only `Unavailable` with `retryable: true` is retried; a stopped partition, a wrong expected version and invalid
  * input are answered at once.
  */
-import { Clock, Effect, Exit, Random } from "effect"
+import { Cause, Clock, Effect, Exit, Random } from "effect"
 import { Errors } from "@chronos/domain"
 import type { PartitionRouter } from "./Engine.ts"
 import type * as Partition from "./Partition.ts"
@@ -35,7 +35,8 @@ export interface Options {
    * Whether an attempt to partition `p` must be cut by this module after `appendAttemptTimeoutMs` (and at the
    * deadline): true (the default) for calls that may never answer — a call to another runner that stops while the
    * call is in flight can be left without a reply by the cluster library (seen ~1 in 15 graceful stops), though the
-   * partition is served elsewhere within a second. A local partition bounds its appends itself (its watchdog, and it
+   * partition is served elsewhere within a second; an attempt whose remote partition was stopped under it ends in
+   * an interruption, also retried. A local partition bounds its appends itself (its watchdog, and it
    * answers everything pending when it closes), and a timer per append would cost a third of the local append rate.
    */
   readonly cutAttempts?: ((partition: number) => boolean) | undefined
@@ -86,6 +87,12 @@ export const make = (router: PartitionRouter, options: Options): Effect.Effect<P
     const now = () => clock.currentTimeMillisUnsafe()
     const cut = options.cutAttempts ?? (() => true)
 
+    // The remote partition was stopped while it handled the attempt (its shard moving, its runner losing its lock
+    // storage): the cluster answers the call with an interruption. Not this fiber's interruption — that one cannot be
+    // caught — so the attempt is simply unanswered, and retried.
+    const stopped = (p: number) =>
+      new Errors.Unavailable({ message: `partition ${p} was stopped while it handled the append; retry`, retryable: true })
+
     // Retried as long as time is left; what the caller finally sees when it is not.
     const timedOut = (p: number) =>
       new Errors.Unavailable({
@@ -101,7 +108,7 @@ export const make = (router: PartitionRouter, options: Options): Effect.Effect<P
           ? Effect.timeoutOrElse(router.append(p, input), {
             duration: Math.max(1, Math.min(options.appendAttemptTimeoutMs, deadline - now())),
             orElse: () => Effect.fail(timedOut(p))
-          })
+          }).pipe(Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.fail(stopped(p)) : Effect.failCause(cause)))
           : router.append(p, input)).pipe(
           Effect.catch((error) =>
             isRetryable(error) && now() + options.appendRetryIntervalMs < deadline

@@ -257,7 +257,9 @@ export const make = Effect.fnUntraced(function*(
   // Optional cold tier (sealed segments): replayed before the log, and told about the partition once it is open.
   // Never for a fork's partition: its log is small and dies with the fork, and sealed segments are keyed by
   // partition number alone, so a fork's events would land among the store's own.
-  const cold = options.namespace === undefined ? yield* Effect.serviceOption(ColdStore) : Option.none()
+  const cold = options.namespace === undefined && options.prefix === undefined
+    ? yield* Effect.serviceOption(ColdStore)
+    : Option.none()
   const prefix = options.prefix
   /** Sequences at or below `base` are the parent's (0 without a prefix): this partition's own start at base + 1. */
   const base = prefix?.seq ?? 0

@@ -124,6 +124,12 @@ describe("AppendRetry", () => {
       assert.strictEqual(calls, 2)
       assert.isBelow(performance.now() - t1, 500)
 
+      // A remote partition stopped under the attempt answers with an interruption: retried like Unavailable.
+      let tries = 0
+      const interrupted = { append: () => ++tries === 1 ? Effect.interrupt : Effect.succeed({ firstVersion: 0, lastVersion: 0, positions: [] }) }
+      yield* (yield* AppendRetry.make(interrupted as unknown as PartitionRouter, options)).append(0, input())
+      assert.strictEqual(tries, 2)
+
       const hanging = yield* AppendRetry.make({ append: () => Effect.never } as unknown as PartitionRouter, {
         appendTimeoutMs: 150,
         appendRetryIntervalMs: 20,

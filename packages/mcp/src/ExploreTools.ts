@@ -26,11 +26,6 @@ const mapStoreError = <A>(effect: Effect.Effect<A, Errors.InvalidRequest | Error
 const streamPattern = (stream: string) =>
   stream.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, "{uuid}").replace(/\d+/g, "{n}")
 
-/** Distinct streams remembered per type (counting beyond this would cost memory proportional to the store). */
-const streamsTrackedMax = 10_000
-/** Types described at most; a tenant with more is summarized (that many types is itself worth knowing). */
-const typesShownMax = 50
-
 interface PartitionSample {
   readonly events: ReadonlyArray<StoredEvent>
   /** The tenant's events in this partition: exact when `complete`, else extrapolated from the windows. */
@@ -136,6 +131,7 @@ Errors: InvalidRequest (bad tenant id). An empty result means the tenant has no 
           concurrency: 8
         })
         const stats = new Map<string, TypeStats>()
+        const shapeLimits = { fieldsMax: config.shapeFieldsMax, depthMax: config.shapeDepthMax }
         const allStreams = new Set<string>()
         let scanned = 0
         let exact = true
@@ -156,15 +152,16 @@ Errors: InvalidRequest (bad tenant id). An empty result means the tenant has no 
                 patterns: new Map(),
                 first: e.timestamp,
                 last: e.timestamp,
-                shape: Shape.make(),
+                shape: Shape.make(shapeLimits),
                 metadataKeys: new Set()
               }
               stats.set(e.type, s)
             }
             s.sampled++
             perType.set(e.type, (perType.get(e.type) ?? 0) + 1)
-            if (s.streams.size < streamsTrackedMax) s.streams.add(e.stream)
-            if (allStreams.size < streamsTrackedMax) allStreams.add(e.stream)
+            // Counting beyond the bound would cost memory proportional to the store.
+            if (s.streams.size < config.describeStreamsTrackedMax) s.streams.add(e.stream)
+            if (allStreams.size < config.describeStreamsTrackedMax) allStreams.add(e.stream)
             const pattern = streamPattern(e.stream)
             s.patterns.set(pattern, (s.patterns.get(pattern) ?? 0) + 1)
             if (e.timestamp < s.first) s.first = e.timestamp
@@ -175,7 +172,8 @@ Errors: InvalidRequest (bad tenant id). An empty result means the tenant has no 
           for (const [type, n] of perType) stats.get(type)!.estimate += n * scale
         }
         const sorted = [...stats].sort((a, b) => b[1].estimate - a[1].estimate || a[0].localeCompare(b[0]))
-        const shown = sorted.slice(0, typesShownMax)
+        // A tenant with more types is summarized: that many types is itself worth knowing.
+        const shown = sorted.slice(0, config.describeTypesMax)
         const types = shown.map(([type, s]) => ({
           type,
           count: Math.round(s.estimate),

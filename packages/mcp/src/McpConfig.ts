@@ -26,12 +26,21 @@ export interface McpConfigShape {
   readonly eventsMax: number
   /** Events a query with filters the store does not index (stream, metadata) examines per call before it stops. */
   readonly queryScanEventsMax: number
+  /** Events asked of the store per page while a tool filters them itself (bounded by the store's read maximum). */
+  readonly scanPageEventsMax: number
 
   // --- describe_store / sample_events -------------------------------------------------------------------------
   /** Events `describe_store` reads at each end (head and tail) of each partition. */
   readonly describeWindowEvents: number
   /** Events `describe_store` reads in all, across partitions; the per-partition window shrinks to fit. */
   readonly describeScanEventsMax: number
+  /** Event types `describe_store` describes at most (the rest are counted). */
+  readonly describeTypesMax: number
+  /** Distinct streams `describe_store` remembers per type while counting (memory, not output). */
+  readonly describeStreamsTrackedMax: number
+  /** Fields an inferred payload shape lists per object, and how deep it looks. */
+  readonly shapeFieldsMax: number
+  readonly shapeDepthMax: number
   /** Events `sample_events` returns when the call names no `size`. */
   readonly sampleEventsDefault: number
   /** Events `sample_events` returns at most. */
@@ -65,8 +74,13 @@ export const defaults: McpConfigShape = {
   eventsDefault: 20,
   eventsMax: 200,
   queryScanEventsMax: 5_000,
+  scanPageEventsMax: 500,
   describeWindowEvents: 200,
   describeScanEventsMax: 12_800,
+  describeTypesMax: 50,
+  describeStreamsTrackedMax: 10_000,
+  shapeFieldsMax: 40,
+  shapeDepthMax: 4,
   sampleEventsDefault: 10,
   sampleEventsMax: 50,
   sampleScanEventsMax: 3_000,

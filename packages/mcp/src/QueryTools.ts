@@ -64,9 +64,6 @@ export interface Page {
 
 type ReadError = Errors.InvalidRequest | Errors.LimitExceeded | Errors.Unavailable
 
-/** Events the store returns per page while post-filtering (bounded by the store's own read maximum). */
-const scanPageEvents = 500
-
 const matchesMetadata = (e: StoredEvent, metadata: Readonly<Record<string, string>> | undefined) => {
   if (metadata === undefined) return true
   for (const [key, value] of Object.entries(metadata)) {
@@ -86,7 +83,7 @@ export const execute = (
   cursor: Cursor | undefined
 ): Effect.Effect<Page, ToolError> => {
   const { config } = context
-  const pageSize = Math.min(scanPageEvents, engine.config.readEventsMax)
+  const pageSize = Math.min(config.scanPageEventsMax, config.queryScanEventsMax, engine.config.readEventsMax)
   const exact = q.stream !== undefined && !q.stream.endsWith("*") ? q.stream : undefined
   const prefix = q.stream !== undefined && q.stream.endsWith("*") ? q.stream.slice(0, -1) : undefined
   const types = q.types !== undefined && q.types.length > 0 ? new Set(q.types) : undefined

@@ -7,7 +7,16 @@
 
 type Kind = "null" | "boolean" | "number" | "string" | "array" | "object"
 
+/** How much of a payload a shape looks at: fields per object (more are maps, not records) and nesting depth. */
+export interface Limits {
+  readonly fieldsMax: number
+  readonly depthMax: number
+}
+
+export const defaultLimits: Limits = { fieldsMax: 40, depthMax: 4 }
+
 export interface Shape {
+  readonly limits: Limits
   readonly kinds: Set<Kind>
   /** Objects observed at this node (a field is optional when seen in fewer). */
   objects: number
@@ -15,11 +24,13 @@ export interface Shape {
   items: Shape | undefined
 }
 
-export const make = (): Shape => ({ kinds: new Set(), objects: 0, fields: new Map(), items: undefined })
-
-/** Fields tracked per object; more are summarized (payloads with thousands of keys are maps, not records). */
-const fieldsMax = 40
-const depthMax = 4
+export const make = (limits: Limits = defaultLimits): Shape => ({
+  limits,
+  kinds: new Set(),
+  objects: 0,
+  fields: new Map(),
+  items: undefined
+})
 
 const kindOf = (value: unknown): Kind =>
   value === null
@@ -38,21 +49,21 @@ const kindOf = (value: unknown): Kind =>
 export const observe = (shape: Shape, value: unknown, depth = 0): void => {
   const kind = kindOf(value)
   shape.kinds.add(kind)
-  if (depth >= depthMax) return
+  if (depth >= shape.limits.depthMax) return
   if (kind === "object") {
     shape.objects++
     for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
       let field = shape.fields.get(key)
       if (field === undefined) {
-        if (shape.fields.size >= fieldsMax) continue
-        shape.fields.set(key, field = { shape: make(), seen: 0 })
+        if (shape.fields.size >= shape.limits.fieldsMax) continue
+        shape.fields.set(key, field = { shape: make(shape.limits), seen: 0 })
       }
       field.seen++
       observe(field.shape, v, depth + 1)
     }
   } else if (kind === "array") {
     for (const item of (value as ReadonlyArray<unknown>).slice(0, 20)) {
-      observe(shape.items ??= make(), item, depth + 1)
+      observe(shape.items ??= make(shape.limits), item, depth + 1)
     }
   }
 }

@@ -93,7 +93,7 @@ const stateAt = (
     let state = reducer.initial
     let last: StoredEvent | undefined
     let from = 0
-    const pageSize = Math.min(500, engine.config.readEventsMax)
+    const pageSize = Math.min(config.scanPageEventsMax, engine.config.readEventsMax)
     while (from <= point.version) {
       if (from >= config.queryScanEventsMax) {
         return yield* toolError("LimitExceeded", `folding to v${point.version} would read more than ` +

@@ -183,6 +183,28 @@ describe("Streamable HTTP at /mcp on a node", () => {
     await fails(c, "fork_diff", { fork: "nope" }, /no fork nope in tenant forks|invalid/)
   })
 
+  it("search_events finds events by their words (the node's search service)", async () => {
+    const { tools } = await c.client.listTools()
+    assert.include(tools.map((t) => t.name), "search_events")
+    const appended = await ok(c, "append_events", {
+      tenant: "support",
+      stream: "ticket-1",
+      expectedVersion: "no_stream",
+      events: [
+        { type: "TicketOpened", data: { text: "The parcel arrived broken, I want a refund" } },
+        { type: "TicketNoted", data: { text: "Customer called about the invoice address" } }
+      ]
+    })
+    const found = await ok(c, "search_events", {
+      query: "refund parcel",
+      mode: "keyword",
+      waitFor: appended.structured.positions.join(",")
+    })
+    assert.isAtLeast(found.structured.count, 1)
+    assert.match(found.structured.hits[0].event, /ticket-1 TicketOpened .*refund/)
+    assert.include(found.structured.hits[0].matchedBy, "keyword")
+  })
+
   it("refuses browser origins that are not allowed", async () => {
     const response = await fetch(`${node.url}/mcp`, {
       method: "POST",

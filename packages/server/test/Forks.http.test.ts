@@ -160,3 +160,47 @@ describe.each([true, false])("Forks over HTTP (direct path: %s)", (directPath) =
     }
   })
 })
+
+describe("Forks over HTTP on the file log", () => {
+  it("keep their log under <dataDir>/forks/<forkId> and free it on DELETE; the store's files do not change", async () => {
+    const fs = await import("node:fs")
+    const os = await import("node:os")
+    const path = await import("node:path")
+    const { createHash } = await import("node:crypto")
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chronos-forks-http-"))
+    const fingerprint = (dir: string) => {
+      const out: Array<[string, string]> = []
+      const walk = (d: string) => {
+        for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+          const full = path.join(d, e.name)
+          if (e.isDirectory()) walk(full)
+          else out.push([path.relative(dir, full), createHash("sha256").update(fs.readFileSync(full)).digest("hex")])
+        }
+      }
+      walk(dir)
+      return out.sort()
+    }
+    const node = await startInProcess({ partitions: 4, logDriver: "file", dataDir })
+    try {
+      const api = node.client
+      for (let i = 0; i < 20; i++) await api.post(`/v1/tenants/t/streams/s${i % 3}/events`, { events: [{ type: "A", data: i }] })
+      const before = fingerprint(path.join(dataDir, "log"))
+      const fork = (await api.post("/v1/tenants/t/forks", { ttlSeconds: 600 })).body.forkId
+      for (let i = 0; i < 10; i++) {
+        const res = await api.post(`/v1/tenants/t/streams/s${i % 3}/events?fork=${fork}`, { events: [{ type: "B", data: i }] })
+        assert.strictEqual(res.status, 200)
+      }
+      assert.strictEqual((await api.get(`/v1/tenants/t/events?fork=${fork}&limit=100`)).body.events.length, 30)
+      assert.deepStrictEqual(fingerprint(path.join(dataDir, "log")), before)
+      assert.isTrue(fs.existsSync(path.join(dataDir, "forks", fork, "log")))
+      assert.include(fs.readFileSync(path.join(dataDir, "forks", "forks.json"), "utf8"), fork)
+      assert.strictEqual((await request(api, "DELETE", `/v1/tenants/t/forks/${fork}`)).status, 200)
+      assert.isFalse(fs.existsSync(path.join(dataDir, "forks", fork)), "storage freed")
+      assert.notInclude(fs.readFileSync(path.join(dataDir, "forks", "forks.json"), "utf8"), fork)
+      assert.deepStrictEqual(fingerprint(path.join(dataDir, "log")), before)
+    } finally {
+      await node.stop()
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+})
