@@ -171,33 +171,4 @@ export const streamLeader = async (cluster: Cluster, stream: string): Promise<Lo
   }
 }
 
-/**
- * Polls `GET /v1/partitions` of every runner every 100 ms from `since` on, and remembers the first and the last time
- * some runner could not serve every partition (what a reader of any partition would have hit).
- */
-export const watchAvailability = (cluster: Cluster, since: number) => {
-  let stopped = false
-  let first: number | undefined
-  let last: number | undefined
-  const urls = cluster.urls()
-  const done = (async () => {
-    while (!stopped) {
-      const views = await Promise.all(urls.map(owners))
-      if (views.some((v) => v === undefined)) {
-        const t = performance.now() - since
-        first ??= t
-        last = t
-      }
-      await Http.sleep(100)
-    }
-  })()
-  return {
-    stop: async () => {
-      stopped = true
-      await done
-      return first === undefined || last === undefined ? undefined : { firstMs: first, lastMs: last }
-    }
-  }
-}
-
 export const log = (message: string) => console.log(`[chaos] ${message}`)

@@ -11,21 +11,33 @@
  * Failover arithmetic (library defaults in brackets):
  *  - a runner killed with -9 stops refreshing; its runner entry and its shard leases are KV entries whose bucket TTL
  *    is `shardLockExpiration`, so the NATS server drops them at most 5 s [35 s] after the last refresh;
- *  - the survivors notice the missing runner at their next assignment poll (`refreshAssignmentsInterval`, 1 s [3 s]),
- *    recompute the hash ring and acquire the freed shards (the acquisition loop retries every second);
- *  - so a crash moves every shard within about 5 + 1 + 1 = 7 s (< 10 s); the end-to-end test measures 5–6 s.
- *  - a graceful stop (SIGTERM) unregisters the runner and releases every lease at once, so the shards move at the
- *    others' next assignment poll plus their next acquisition attempt. The library pauses a fixed 1 s between
- *    acquisition attempts (Sharding.js, not configurable), so this measures ~1.0–1.5 s from SIGTERM to every entity
- *    answering from another runner; a shorter assignment poll (500 ms was tried) does not change that, and only
- *    doubles the registry reads, so it stays at 1 s.
- * The library refreshes every min(`shardLockRefreshInterval`, `shardLockExpiration` / 3) = 1 s, and a refresh that
- * does not succeed within that interval marks the lock storage unhealthy: the runner stops all its entities before
- * any lease can expire, and takes its shards back once a probe succeeds. So a NATS node crash that hits the locks
- * bucket's Raft leader pauses every entity for about the election (measured 4–8 s here, nats.md says ~4–5 s),
- * whatever the expiration; a node crash that hits no lease leader costs nothing. A longer expiration would not
- * shorten that pause, only slow down runner-crash failover, so 5 s stays.
+ *  - the survivors notice the missing runner at their next assignment poll (`refreshAssignmentsInterval`, 500 ms
+ *    [3 s]), recompute the hash ring and acquire the freed shards;
+ *  - so a crash moves every shard within about 5 + 0.5 + activation ≈ 6 s (< 10 s). Measured with 3 runner
+ *    processes (chaos/cluster.test.ts, scratch loops): 4.8–5.6 s from kill -9 to every partition answering from
+ *    another runner with its state replayed from JetStream.
+ *  - a graceful stop (SIGTERM) unregisters the runner, stops its entities and then releases its leases. The others
+ *    see the registry change at their next assignment poll and acquire at once — unless the stopping runner has not
+ *    released a lease yet, when the library would retry only after a fixed 1 s (Sharding.js, not configurable).
+ *    `NatsRunnerStorage.acquire` therefore waits up to `handoffWaitMs` for a lease whose runner is no longer
+ *    registered. With that and the 500 ms poll this measures 0.43–0.83 s from SIGTERM to every partition answering
+ *    from another runner (15 stops of an idle 3-runner cluster), against 0.5–1.4 s with the 1 s poll alone and up
+ *    to 2 s before either (a 500 ms poll alone did not help: the fixed retry dominated). Under load the stopping
+ *    runner first drains its in-flight HTTP requests, which adds their latency.
  *
+ * Losing the NATS node that leads the locks bucket's Raft group (investigated; the answer is: no knob fixes it):
+ * the library refreshes every min(`shardLockRefreshInterval`, `shardLockExpiration` / 3) = 1 s, retries a failed
+ * refresh 5× 50 ms, and if that does not succeed within the interval marks the lock storage unhealthy and stops
+ * every entity of the runner (all runners at once), taking the shards back once a probe succeeds. During the
+ * election every KV request fails at once ("no responders") or times out. Measured here: the locks bucket took
+ * 3.0–6.2 s to accept writes again after kill -9 of its leader, and clients (through the gateway's retry) saw the
+ * longest append stall at 5–9 s, with no error. A longer refresh tolerance does not avoid the stop: tried with
+ * expiration 7.5 s / refresh 2.5 s (the most that keeps kill -9 failover under 10 s), the runners still declared
+ * the storage unhealthy (the requests fail fast, and the election outlasts 2.5 s anyway) and the stall was the
+ * same (max 9.1 s). Riding out a 6 s election would need a 6 s tolerance, i.e. an expiration ≥ 18 s and a kill -9
+ * failover ≥ 19 s. So 5 s / 1 s stay: the pause is bounded by the election, and losing a NATS node that leads no
+ * lease bucket costs only the partitions whose streams it led (their own election, a few seconds).
+
  * Correctness never rests on these timings: a partition's writes are fenced by JetStream's expected last sequence
  * (ARCHITECTURE.md §3), so two runners that briefly both believe they own a shard cannot both append.
  */
@@ -48,7 +60,10 @@ export const shardLockExpirationMs = 5_000
 /** How often a runner extends its leases and its registration (the library caps it at a third of the expiration). */
 export const shardLockRefreshIntervalMs = 1_000
 
-/** How often every runner and client re-reads the runner registry and recomputes shard assignments. */
+/**
+ * How often every runner and client re-reads the runner registry and recomputes shard assignments: the detection
+ * delay of a departed runner (see the failover arithmetic). One STREAM.INFO plus one get per runner each time.
+ */
 export const refreshAssignmentsIntervalMs = 500
 
 /**

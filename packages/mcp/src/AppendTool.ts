@@ -188,7 +188,7 @@ Errors: WrongExpectedVersion (the stream moved: the message gives its version â€
               seq: 0
             })
           })
-          const budget = Math.floor((context.config.resultBytesMax - 2_000) / 2)
+          const budget = Math.floor((context.config.resultBytesMax - Render.envelopeBytes) / 2)
           const shownBefore = Render.bounded(before, budget)
           const shownAfter = Render.bounded(after, budget)
           const structured: AppendResult = Render.defined({

@@ -115,7 +115,23 @@ interface ObjectJsonSchema {
 }
 
 const jsonSchemaOf = (schema: Schema.Top | Schema.Decoder<unknown>): ObjectJsonSchema =>
-  Tool.getJsonSchemaFromSchema(schema as Schema.Top) as ObjectJsonSchema
+  terse(Tool.getJsonSchemaFromSchema(schema as Schema.Top)) as ObjectJsonSchema
+
+/**
+ * A JSON Schema without what says nothing: the ±2^53 bounds of every integer and `additionalProperties: true` (the
+ * default). Every client sends the tool list to its model on each turn, so these bytes are paid again and again.
+ */
+const terse = (schema: unknown): unknown => {
+  if (Array.isArray(schema)) return schema.map(terse)
+  if (typeof schema !== "object" || schema === null) return schema
+  const out: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(schema)) {
+    if ((key === "minimum" && value === Number.MIN_SAFE_INTEGER) || (key === "maximum" && value === Number.MAX_SAFE_INTEGER)) continue
+    if (key === "additionalProperties" && value === true) continue
+    out[key] = terse(value)
+  }
+  return out
+}
 
 /** The `tools/list` entry of a tool. */
 export const describe = (tool: Any): McpSchema.Tool =>

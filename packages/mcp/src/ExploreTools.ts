@@ -102,6 +102,9 @@ interface TypeStats {
 
 const approx = (n: number, exact: boolean) => exact ? n.toLocaleString("en-US") : `~${n.toLocaleString("en-US")}`
 
+/** `1 stream`, `~2,400 streams`. */
+const count = (n: number, exact: boolean, noun: string) => `${approx(n, exact)} ${noun}${n === 1 ? "" : "s"}`
+
 export const describeStore = (config: McpConfigShape) =>
   ChronosTool.make({
     name: "describe_store",
@@ -213,15 +216,15 @@ Errors: InvalidRequest (bad tenant id). An empty result means the tenant has no 
           note
         })
         const lines = types.map((t) =>
-          `${t.type}: ${approx(t.count, exact)} events in ${approx(t.streams, exact)} streams ` +
+          `${t.type}: ${count(t.count, exact, "event")} in ${count(t.streams, exact, "stream")} ` +
           `(${t.streamPatterns.join(", ")}; e.g. ${t.exampleStreams.join(", ")}) · ${t.firstSeen} → ${t.lastSeen}` +
           ` · data ${t.shape}${t.metadataKeys.length > 0 ? ` · metadata ${t.metadataKeys.join(", ")}` : ""}`
         )
         const header = total === 0
           ? `tenant ${tenant}: no events`
-          : `tenant ${tenant}: ${approx(total, exact)} events in ${approx(allStreams.size, exact)} streams, ` +
+          : `tenant ${tenant}: ${count(total, exact, "event")} in ${count(allStreams.size, exact, "stream")}, ` +
             `${iso(first)} → ${iso(last)}, ${sorted.length} event types`
-        const fitted = Render.fit(lines, (line) => ({ line, value: line }), config.resultBytesMax - 1_000)
+        const fitted = Render.fit(lines, (line) => ({ line, value: line }), config.resultBytesMax - Render.envelopeBytes)
         return {
           structured: fitted.cut ? { ...structured, types: types.slice(0, fitted.lines.length), typesNotShown: sorted.length - fitted.lines.length } : structured,
           text: [header, ...fitted.lines, ...(note === undefined ? [] : [`note: ${note}`])].join("\n")
@@ -364,7 +367,7 @@ size defaults to ${config.sampleEventsDefault}, at most ${config.sampleEventsMax
             const line = Render.eventLine(e, view)
             return { line, value: output.format === "compact" ? line : Render.eventJson(e, view) }
           },
-          config.resultBytesMax - 1_000
+          config.resultBytesMax - Render.envelopeBytes
         )
         const included = picked.slice(0, fitted.lines.length)
         const typesCovered = [...new Set(included.map((e) => e.type))].sort()

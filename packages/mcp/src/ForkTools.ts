@@ -181,7 +181,7 @@ Bounded: event lines are cut to the result budget (counts are always complete). 
         const forks = yield* Forks
         const tenant = context.tenantOf(params.tenant)
         const diff = yield* forks.diff(tenant, params.fork).pipe(Effect.mapError(forkErrors(tenant, params.fork)))
-        let budget = config.resultBytesMax - 2_000
+        let budget = config.resultBytesMax - Render.envelopeBytes
         let cut = false
         const streams = diff.streams.map((s) => {
           const lines = Render.fit(

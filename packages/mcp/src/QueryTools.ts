@@ -241,7 +241,7 @@ const show = (
       const line = Render.eventLine(e, view)
       return { line, value: output.format === "compact" ? line : Render.eventJson(e, view) }
     },
-    config.resultBytesMax - 1_500
+    config.resultBytesMax - Render.envelopeBytes
   )
   return { fitted, included: events.slice(0, fitted.lines.length) }
 }

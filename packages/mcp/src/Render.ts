@@ -10,6 +10,12 @@ import { iso } from "./TimeExpression.ts"
 
 type StoredEvent = Event.StoredEvent
 
+/**
+ * Bytes of a result kept for what surrounds its items (header, notes, cursor, field names): items are fitted to
+ * `resultBytesMax - envelopeBytes`, so the whole result stays within `resultBytesMax`.
+ */
+export const envelopeBytes = 2_000
+
 /** UTF-8 bytes of a string. */
 export const byteLength = (text: string): number => Buffer.byteLength(text)
 

@@ -106,7 +106,7 @@ Errors: EmbedderMismatch (the index was built with another embedding model: sema
               }
             }
           },
-          config.resultBytesMax - 1_500
+          config.resultBytesMax - Render.envelopeBytes
         )
         const note = hits.length === 0
           ? "no hits: try other words, mode semantic for meaning, or fewer filters"

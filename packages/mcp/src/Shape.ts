@@ -4,6 +4,7 @@
  * any data, and no tenant data leaks into a description. Shapes merge across observations: a field missing from some
  * payloads is optional (`?`), a field seen with several kinds is a union.
  */
+import { defaults } from "./McpConfig.ts"
 
 type Kind = "null" | "boolean" | "number" | "string" | "array" | "object"
 
@@ -13,7 +14,7 @@ export interface Limits {
   readonly depthMax: number
 }
 
-export const defaultLimits: Limits = { fieldsMax: 40, depthMax: 4 }
+export const defaultLimits: Limits = { fieldsMax: defaults.shapeFieldsMax, depthMax: defaults.shapeDepthMax }
 
 export interface Shape {
   readonly limits: Limits

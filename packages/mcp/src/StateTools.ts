@@ -201,7 +201,7 @@ Errors: StreamNotFound (no such stream, or it had no events yet at that time —
         }
         const selected = select(folded.state, params.path)
         if ("missing" in selected) return yield* toolError("InvalidPath", `path ${params.path}: ${selected.missing}`)
-        const shown = Render.bounded(selected.value, config.resultBytesMax - 2_000)
+        const shown = Render.bounded(selected.value, config.resultBytesMax - Render.envelopeBytes)
         yield* context.remember((s) => ({ ...s, tenant }))
         const at = describePoint(point)
         const structured: StateResult = Render.defined({
@@ -305,7 +305,7 @@ Bounded: at most ${config.diffEntriesMax} changes and ${config.eventsDefault} ev
           ? []
           : yield* storeErrors(store.readStream(tenant, params.stream, { fromVersion: a.version + 1, limit: lineLimit }))
         const view: Render.EventView = { stream: false, withMetadata: false, payloadBytesMax: config.payloadBytesMax }
-        const budget = Math.floor((config.resultBytesMax - 2_000) / 2)
+        const budget = Math.floor((config.resultBytesMax - Render.envelopeBytes) / 2)
         const changeLines = Render.fit(
           result.changes,
           (c) => {

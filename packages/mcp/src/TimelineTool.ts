@@ -159,7 +159,7 @@ Errors: InvalidTime (rephrase the time), StreamNotFound is not an error here: an
         const groupBy = params.groupBy ?? "run"
         const all = groupBy === "run" ? runs(page.events) : buckets(page.events, groupBy === "hour" ? hourMs : dayMs)
         const limit = Math.min(params.limit ?? Math.min(20, config.timelineEntriesMax), config.timelineEntriesMax)
-        const fitted = Render.fit(all.slice(0, limit), (e) => ({ line: entryLine(e), value: e }), config.resultBytesMax - 1_000)
+        const fitted = Render.fit(all.slice(0, limit), (e) => ({ line: entryLine(e), value: e }), config.resultBytesMax - Render.envelopeBytes)
         const entriesCut = fitted.values.length < all.length
         const complete = page.next === undefined && !entriesCut
         const folded = fitted.values.reduce((n, e) => n + e.count, 0)
