@@ -162,6 +162,9 @@ describe("cluster under faults (3 NATS + 3 runners, real processes)", () => {
       `${report.stats.observations} observations checked, ${report.violations.length} violations ` +
       `(${(performance.now() - t0).toFixed(0)} ms)`)
     for (const v of report.violations.slice(0, 30)) Scenario.log(`VIOLATION ${v}`)
+    for (const a of load.anomalies.slice(0, 30)) {
+      Scenario.log(`ANOMALY writer ${a.writer} ${a.stream}: ${a.status} ${JSON.stringify(a.body).slice(0, 300)}`)
+    }
     assert.deepStrictEqual(load.anomalies, [], "unexpected answers to the writers (e.g. 409 after an idempotent retry)")
     assert.deepStrictEqual(report.violations, [])
     assert.isAbove(report.stats.acknowledged, 1_000, "the writers made progress")

@@ -11,8 +11,7 @@ import { AsOf } from "@chronos/domain"
 
 export const tenant = Schema.optionalKey(
   Schema.String.annotate({
-    description: "Tenant id. Optional: defaults to the tenant of your previous call in this session (then to the " +
-      "server's default tenant). Tenants are separate namespaces."
+    description: "Tenant id (default: the tenant of your previous call in this session)."
   })
 )
 
@@ -22,15 +21,13 @@ export const stream = Schema.String.annotate({
 
 export const fork = Schema.optionalKey(
   Schema.String.annotate({
-    description: "Work inside this fork (an id from create_fork) instead of the main store: reads see the main " +
-      "store up to the fork's base plus the fork's own events; writes stay in the fork until merge_fork."
+    description: "Work inside this fork (an id from create_fork) instead of the main store."
   })
 )
 
 export const format = Schema.optionalKey(
   Schema.Literals(["compact", "json"]).annotate({
-    description: "compact (default): one line per event, `v3 2026-11-23T10:00:00Z stream Type {data}`, payloads " +
-      "cut with a …[+N bytes] marker. json: objects with position and (with withMetadata) metadata and eventId.",
+    description: "compact (default): one line per event, `v3 <time> <stream> <Type> {data}`; json: objects.",
     default: "compact"
   })
 )
@@ -46,8 +43,7 @@ export const withMetadata = Schema.optionalKey(
 export const limit = (defaultValue: number, maximum: number, what = "events") =>
   Schema.optionalKey(
     Schema.Int.check(Schema.isBetween({ minimum: 1, maximum })).annotate({
-      description: `How many ${what} to return (default ${defaultValue}, at most ${maximum}). Results are also cut ` +
-        `to a byte budget; the cursor in the result continues them.`,
+      description: `How many ${what} (default ${defaultValue}, at most ${maximum}; results are also cut to a byte budget).`,
       default: defaultValue
     })
   )
@@ -57,8 +53,8 @@ export const eventsLimit = (config: McpConfigShape) => limit(config.eventsDefaul
 
 export const asOf = Schema.optionalKey(
   Schema.String.annotate({
-    description: "Time travel: see the store as it was at this instant (inclusive). " + TimeExpression.instantHelp +
-      "; or a position vector like 3:120,7:88."
+    description: "Time travel: the store as it was at this instant (inclusive, UTC): ISO, a phrase ('yesterday', " +
+      "'3 hours ago') or a position vector like 3:120,7:88."
   })
 )
 
