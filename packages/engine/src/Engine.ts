@@ -398,15 +398,25 @@ export const make = (config: ChronosConfigShape, router: PartitionRouter): Engin
       ).pipe(Effect.as(out))
     })
 
-  const readStream: EngineShape["readStream"] = (tenant, stream, request) =>
-    Effect.gen(function*() {
-      yield* validTenant(tenant)
-      yield* validStream(stream)
+  // The hottest read: validated synchronously (names through the same cache as appends), one effect in the end.
+  const readStream: EngineShape["readStream"] = (tenant, stream, request) => {
+    const badName = checkName(Ids.TenantId, "tenant", `t\u0000${tenant}`, tenant) ??
+      checkName(Ids.StreamId, "stream", `s\u0000${stream}`, stream)
+    if (badName !== undefined) return Effect.fail(badName)
+    if (request.fromVersion !== undefined && (!Number.isInteger(request.fromVersion) || request.fromVersion < 0)) {
+      return Effect.fail(invalid("fromVersion", "fromVersion must be a non-negative integer"))
+    }
+    if (request.asOf === undefined && request.limit === undefined) {
+      return router.readStream(partitionOf(tenant, stream), tenant, stream, {
+        fromVersion: request.fromVersion,
+        limit: config.readEventsDefault,
+        direction: request.direction ?? "forward",
+        asOf: undefined
+      })
+    }
+    return Effect.gen(function*() {
       const limit = yield* limitOf(request.limit)
       const asOf = yield* parseAsOf(request.asOf)
-      if (request.fromVersion !== undefined && (!Number.isInteger(request.fromVersion) || request.fromVersion < 0)) {
-        return yield* invalid("fromVersion", "fromVersion must be a non-negative integer")
-      }
       return yield* router.readStream(partitionOf(tenant, stream), tenant, stream, {
         fromVersion: request.fromVersion,
         limit,
@@ -414,6 +424,7 @@ export const make = (config: ChronosConfigShape, router: PartitionRouter): Engin
         asOf
       })
     })
+  }
 
   const query: EngineShape["query"] = (tenant, request) =>
     Effect.gen(function*() {
