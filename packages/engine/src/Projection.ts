@@ -490,11 +490,12 @@ export const make = Effect.fnUntraced(function*(
         dirty = true
         const t = now()
         const position = Subscription.positionSum(page.positions)
-        // Events/s over windows of at least 250 ms, smoothed; the first estimate comes after 50 ms.
+        // Events/s over windows of at least 250 ms, smoothed.
         if (ratePosition < 0) {
           ratePosition = position
           rateAt = t
-        } else if (t - rateAt >= 250 || (runtime.rate === 0 && t - rateAt >= 50)) {
+        } else if (t - rateAt >= 250 || (runtime.rate === 0 && t > rateAt)) {
+          // The first estimate as soon as any time has passed: a fast rebuild must still report a rate (and ETA).
           const instant = (position - ratePosition) * 1000 / (t - rateAt)
           runtime.rate = runtime.rate === 0 ? instant : runtime.rate * 0.5 + instant * 0.5
           ratePosition = position
