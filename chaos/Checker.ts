@@ -34,6 +34,8 @@ export interface Report {
     readonly acknowledged: number
     readonly unacknowledgedStored: number
     readonly observations: number
+    /** Every violation found (the list keeps the first 1,000). */
+    readonly violations: number
   }
 }
 
@@ -61,8 +63,10 @@ const watermarks = async (base: string): Promise<Array<number>> =>
 /** Reads the history back from `base` and checks `claims` against it. Reading failures are thrown, not reported. */
 export const check = async (base: string, claims: Claims): Promise<Report> => {
   const violations: Array<string> = []
+  let violationCount = 0
   const violate = (message: string) => {
-    if (violations.length < 200) violations.push(message)
+    violationCount++
+    if (violations.length < 1_000) violations.push(message)
   }
 
   // ---- read every partition by sequence ----------------------------------------------------------------------
@@ -158,7 +162,8 @@ export const check = async (base: string, claims: Claims): Promise<Report> => {
       streams: byStream.size,
       acknowledged: claims.acks.length,
       unacknowledgedStored: [...byId.keys()].filter((id) => !acked.has(id)).length,
-      observations: claims.observations.length
+      observations: claims.observations.length,
+      violations: violationCount
     }
   }
 }

@@ -10,8 +10,9 @@
  * killed or paused) until it is acknowledged, so an attempt that committed but whose answer was lost is answered by
  * the retry instead of written twice. Any other answer (a 409 above all) is recorded as an anomaly.
  *
- * Observer: reads the tail of a random partition through a random runner, then that runner's partition watermarks,
- * and records every event it saw with the watermark read after it. The checker verifies that each one is in the
+ * Observer: reads the tail of a random partition through a random runner, between two reads of that partition's
+ * owner and watermark, and records every event it saw with the watermark read after it (when one owner answered
+ * both). The checker verifies that each one is in the
  * final history at the same place (nothing observed was later lost or moved) and at or below that watermark.
  */
 import { randomUUID } from "node:crypto"
@@ -31,7 +32,10 @@ export interface Observation {
   readonly version: number
   readonly partition: number
   readonly seq: number
-  /** The partition's watermark as the same runner reported it right after the read; undefined if it did not answer. */
+  /**
+   * The partition's watermark reported right after the read by the owner that also answered right before it;
+   * undefined when the owner changed in between (or a status did not answer).
+   */
   readonly watermarkAfter: number | undefined
 }
 
@@ -143,6 +147,13 @@ export const start = (options: Options) => {
     }
   }
 
+  const partitionStatus = async (url: string, p: number) => {
+    const res = await Http.get(url, "/v1/partitions", 5_000).catch(() => undefined)
+    return res?.status === 200
+      ? (res.body.partitions as ReadonlyArray<{ owner: string; watermark: number }>)[p]
+      : undefined
+  }
+
   const observer = async (partitions: number) => {
     const lastSeq = new Array<number>(partitions).fill(0)
     while (!stopping) {
@@ -151,11 +162,15 @@ export const start = (options: Options) => {
       const p = Math.floor(Math.random() * partitions)
       const fromSeq = Math.max(1, lastSeq[p]! - 50)
       try {
+        // The partition's owner and watermark before and after the read, as this runner sees them. The watermark is
+        // only a bound for the read when one owner answered both (ownership moves during the faults, and a runner
+        // that was frozen answers from its stale state until it notices it lost the partition).
+        const before = await partitionStatus(url, p)
         const read = await Http.get(url, `/v1/tenants/${options.tenant}/partitions/${p}/events?fromSeq=${fromSeq}&limit=500`, 5_000)
         if (read.status !== 200) continue
-        const status = await Http.get(url, "/v1/partitions", 5_000).catch(() => undefined)
-        const watermark = status?.status === 200
-          ? (status.body.partitions as ReadonlyArray<{ partition: number; watermark: number }>)[p]?.watermark
+        const after = await partitionStatus(url, p)
+        const watermark = before !== undefined && after !== undefined && before.owner === after.owner
+          ? after.watermark
           : undefined
         for (const e of read.body.events as ReadonlyArray<any>) {
           observations.push({

@@ -41,15 +41,16 @@ export interface ChronosConfigShape {
   /** How long an append may wait for durability before it fails with `Unavailable`. */
   readonly appendTimeoutMs: number
   /**
-   * Pause between two attempts of an append that failed with a retryable `Unavailable` (its partition moving to
-   * another runner, reloading its log); the gateway retries within `appendTimeoutMs` (see `engine/AppendRetry.ts`).
+   * Pause between two attempts of a call to a partition that failed with a retryable `Unavailable` (the partition
+   * moving to another runner, reloading its log); the gateway retries within `appendTimeoutMs` / `readTimeoutMs`
+   * (see `engine/GatewayRetry.ts`).
    */
   readonly appendRetryIntervalMs: number
   /**
-   * How long one attempt of an append to a partition on another runner may take before the gateway gives up on it
-   * and retries (same event ids, so a slow attempt that still commits is answered, not doubled).
+   * How long one call to a partition on another runner may take before the gateway gives up on that attempt and
+   * retries it (appends with the same event ids, so a slow attempt that still commits is answered, not doubled).
    */
-  readonly appendAttemptTimeoutMs: number
+  readonly remoteCallTimeoutMs: number
   /** Attempts to reopen and replay a partition's log after the log refused a commit, before the partition stops. */
   readonly reloadRetriesMax: number
 
@@ -59,6 +60,8 @@ export interface ChronosConfigShape {
   readonly eventTypeLengthMax: number
 
   // --- read path -----------------------------------------------------------------------------------------------
+  /** How long a read of a partition on another runner may be retried by the gateway (all attempts) before `Unavailable`. */
+  readonly readTimeoutMs: number
   /** Events returned by a read when the caller gives no limit. */
   readonly readEventsDefault: number
   /** Events one read may return. */
@@ -179,11 +182,12 @@ export const defaults: ChronosConfigShape = {
   pendingAppendsMax: 200_000,
   appendTimeoutMs: 10_000,
   appendRetryIntervalMs: 100,
-  appendAttemptTimeoutMs: 2_000,
+  remoteCallTimeoutMs: 2_000,
   reloadRetriesMax: 10,
   tenantIdLengthMax: 64,
   streamIdLengthMax: 256,
   eventTypeLengthMax: 256,
+  readTimeoutMs: 10_000,
   readEventsDefault: 100,
   readEventsMax: 10_000,
   snapshotEveryEvents: 1_000,

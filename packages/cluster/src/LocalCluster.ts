@@ -29,7 +29,7 @@ import { connect } from "@nats-io/transport-node"
 import { jetstreamManager } from "@nats-io/jetstream"
 import type { Event } from "@chronos/domain"
 import { defaultStreamPrefix, readReplicas } from "@chronos/engine/internal/jetStreamLog"
-import * as Runner from "./Runner.ts"
+import type * as Runner from "./Runner.ts"
 import * as RunnerArgs from "./RunnerArgs.ts"
 
 // --- limits (units last) ------------------------------------------------------------------------------------------
@@ -242,21 +242,27 @@ const portFree = (port: number) =>
 /** GET `http://127.0.0.1:<port><path>` as JSON; undefined on any failure (a probe, never an error). */
 const getJson = (port: number, pathAndQuery: string) =>
   Effect.callback<{ readonly status: number; readonly body: any } | undefined>((resume) => {
+    let done = false
+    const answer = (value: { readonly status: number; readonly body: any } | undefined) => {
+      if (done) return
+      done = true
+      resume(Effect.succeed(value))
+    }
     const req = http.get({ host: "127.0.0.1", port, path: pathAndQuery, timeout: probeTimeoutMs, agent: false }, (res) => {
       let text = ""
       res.setEncoding("utf8")
       res.on("data", (c: string) => (text += c))
       res.on("end", () => {
         try {
-          resume(Effect.succeed({ status: res.statusCode ?? 0, body: JSON.parse(text) }))
+          answer({ status: res.statusCode ?? 0, body: JSON.parse(text) })
         } catch {
-          resume(Effect.succeed({ status: res.statusCode ?? 0, body: text }))
+          answer({ status: res.statusCode ?? 0, body: text })
         }
       })
-      res.on("error", () => resume(Effect.succeed(undefined)))
+      res.on("error", () => answer(undefined))
     })
     req.on("timeout", () => req.destroy(new Error("timeout")))
-    req.on("error", () => resume(Effect.succeed(undefined)))
+    req.on("error", () => answer(undefined))
   })
 
 /** Polls `check` until it returns a value or `timeoutMs` passes; then fails with `what` and the last reason. */
@@ -458,7 +464,7 @@ export const up = (options: UpOptions): Effect.Effect<ClusterFile & { readonly p
         pid: 0,
         httpPort: base.http + i,
         runnerPort: base.runner + i,
-        address: Runner.formatAddress("127.0.0.1", base.runner + i),
+        address: `127.0.0.1:${base.runner + i}`, // as the runner advertises itself (`Runner.formatAddress`)
         url: `http://127.0.0.1:${base.http + i}`,
         logFile: path.join(dir, "runners", `${name}.log`),
         args: RunnerArgs.toArgs(runnerOptions),
@@ -471,21 +477,25 @@ export const up = (options: UpOptions): Effect.Effect<ClusterFile & { readonly p
     return { ...cluster, partitions }
   })
 
-/** Stops the runners (graceful handoff), then the NATS nodes; keeps the directory and its data. */
-export const down = (options: { readonly dir: string }): Effect.Effect<
+/**
+ * Stops the runners (graceful handoff), then the NATS nodes; keeps the directory and its data. A process that has
+ * not exited `graceMs` (default `stopGraceMs`) after SIGTERM is killed.
+ */
+export const down = (options: { readonly dir: string; readonly graceMs?: number | undefined }): Effect.Effect<
   ReadonlyArray<{ readonly name: string; readonly pid: number; readonly result: "stopped" | "killed" | "not running" }>,
   LocalClusterError
 > =>
   Effect.gen(function*() {
     const cluster = yield* readClusterFile(options.dir)
+    const grace = options.graceMs ?? stopGraceMs
     const runners = yield* Effect.forEach(
       cluster.runners,
-      (r) => Effect.map(stopProcess(r.pid, runnerMarker(r), stopGraceMs), (result) => ({ name: r.name, pid: r.pid, result })),
+      (r) => Effect.map(stopProcess(r.pid, runnerMarker(r), grace), (result) => ({ name: r.name, pid: r.pid, result })),
       { concurrency: "unbounded" }
     )
     const nats = yield* Effect.forEach(
       cluster.nats,
-      (n) => Effect.map(stopProcess(n.pid, natsMarker(n), stopGraceMs), (result) => ({ name: n.name, pid: n.pid, result })),
+      (n) => Effect.map(stopProcess(n.pid, natsMarker(n), grace), (result) => ({ name: n.name, pid: n.pid, result })),
       { concurrency: "unbounded" }
     )
     return [...runners, ...nats]

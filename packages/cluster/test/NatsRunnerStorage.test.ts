@@ -223,6 +223,28 @@ describe("NatsRunnerStorage on one nats-server", () => {
       assert.deepStrictEqual(yield* s2.refresh(address(2), theirs), [])
     }))
 
+  it.live("graceful handoff: acquire waits for the leases of a runner that unregistered, not for those of a live one", () =>
+    Effect.gen(function*() {
+      const o = { servers: server.url, prefix: freshPrefix("handoff"), expirationMs: 5_000 }
+      const s1 = yield* makeStorage(o)
+      const s2 = yield* makeStorage(o)
+      yield* s1.register(runnerAt(1), true)
+      yield* s2.register(runnerAt(2), true)
+      const held = shards(20)
+      assert.strictEqual((yield* s1.acquire(address(1), held)).length, 20)
+      // Runner 1 is registered: its leases are someone else's live leases, refused at once.
+      const t0 = yield* now
+      assert.deepStrictEqual(yield* s2.acquire(address(2), held), [])
+      assert.isBelow((yield* now) - t0, ClusterConfig.handoffWaitMs)
+      // A graceful stop: unregister first, release a moment later. The acquire that started in between gets them.
+      yield* s1.unregister(address(1))
+      const release = Effect.sleep("200 millis").pipe(
+        Effect.andThen(Effect.forEach(held, (shard) => s1.release(address(1), shard), { concurrency: "unbounded" }))
+      )
+      const [taken] = yield* Effect.all([s2.acquire(address(2), held), release], { concurrency: 2 })
+      assert.deepStrictEqual(ids(taken), ids(held))
+    }))
+
   it.live("machine ids are unique under concurrent registration", () =>
     Effect.gen(function*() {
       const o = { servers: server.url, prefix: freshPrefix("machineid"), expirationMs: 5_000 }

@@ -30,7 +30,7 @@ import {
 import { Rpc } from "effect/rpc"
 import { ChronosConfig } from "@chronos/config"
 import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
-import * as AppendRetry from "./AppendRetry.ts"
+import * as GatewayRetry from "./GatewayRetry.ts"
 import { awaitLocalWatermark, Engine, type PartitionRouter, Router } from "./Engine.ts"
 import type { EventLog } from "./EventLog.ts"
 import * as Partition from "./Partition.ts"
@@ -216,9 +216,9 @@ const unavailable = (error: { readonly _tag: string }) =>
 
 /**
  * An `Engine.Router`: direct to partitions active here, through the entity client to the others; appends get their
- * event ids before the first attempt and are retried while `Unavailable` (`AppendRetry`). A partition active here
- * is owned by this runner's address when the sharding layer exports its `ShardingConfig` (cluster runners do), by
- * "local" otherwise (a node on its own).
+ * event ids before the first attempt, and calls are retried while `Unavailable` and bounded when remote
+ * (`GatewayRetry`). A partition active here is owned by this runner's address when the sharding layer exports its
+ * `ShardingConfig` (cluster runners do), by "local" otherwise (a node on its own).
  */
 export const layerRouter: Layer.Layer<Router, never, Sharding.Sharding | ActivePartitions | ChronosConfig> = Layer.effect(
   Router,
@@ -229,7 +229,7 @@ export const layerRouter: Layer.Layer<Router, never, Sharding.Sharding | ActiveP
     const self = Option.flatMap(yield* Effect.serviceOption(ShardingConfig.ShardingConfig), (c) => c.runnerAddress)
     const here = Option.match(self, { onNone: () => "local", onSome: (a) => `${a.host}:${a.port}` })
     const local = (p: number) => active.get(p)
-    return yield* AppendRetry.make({
+    return yield* GatewayRetry.make({
       owner: (p) => local(p) === undefined ? remote.owner(p) : here,
       append: (p, input) => local(p)?.append(input) ?? remote.append(p, input),
       appendMany: (p, inputs) => local(p)?.appendMany(inputs) ?? remote.appendMany(p, inputs),
@@ -247,7 +247,7 @@ export const layerRouter: Layer.Layer<Router, never, Sharding.Sharding | ActiveP
           : awaitLocalWatermark(partition, seq, timeoutMs)
       },
       local: (p) => active.get(p)
-    } satisfies PartitionRouter, { ...config, cutAttempts: (p) => local(p) === undefined })
+    } satisfies PartitionRouter, { ...config, isRemote: (p) => local(p) === undefined })
   })
 )
 

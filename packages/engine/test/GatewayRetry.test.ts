@@ -1,17 +1,17 @@
 /**
- * The gateway's idempotent retry of appends (`AppendRetry`, wired into `PartitionEntity.layerRouter`):
+ * The gateway's retry of calls to partitions (`GatewayRetry`, wired into `PartitionEntity.layerRouter`):
  *  - the failure it exists for: an append that committed but whose answer was lost (the owner died, the reply was
  *    dropped). Retried naively, an event the client sent without an id is written twice (the partition gives it a
- *    fresh id per attempt); through `AppendRetry` it is written once and the retry gets the original positions;
- *  - retryable `Unavailable` is retried until the append's `appendTimeoutMs`, a remote attempt is cut at that
- *    deadline, a local partition closed under a pending append answers it (so no attempt hangs), and everything else
- *    is answered at once.
+ *    fresh id per attempt); through `GatewayRetry` it is written once and the retry gets the original positions;
+ *  - retryable `Unavailable` is retried until `appendTimeoutMs` / `readTimeoutMs`; a remote attempt that does not
+ *    answer (or answers with an interruption) is cut after `remoteCallTimeoutMs` and retried; a local partition
+ *    closed under a pending append answers it (so no attempt hangs); everything else is answered at once.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
 import { defaults } from "@chronos/config"
 import { Errors } from "@chronos/domain"
-import * as AppendRetry from "../src/AppendRetry.ts"
+import * as GatewayRetry from "../src/GatewayRetry.ts"
 import { localRouter, type PartitionRouter } from "../src/Engine.ts"
 import { EventLog, makeMemory } from "../src/EventLog.ts"
 import * as Partition from "../src/Partition.ts"
@@ -45,9 +45,9 @@ const losingReplies = (lostReplies: number) =>
     return { router, stored, attempts: () => attempts }
   })
 
-const options = { appendTimeoutMs: 2_000, appendRetryIntervalMs: 10, appendAttemptTimeoutMs: 500 }
+const options = { appendTimeoutMs: 2_000, readTimeoutMs: 2_000, appendRetryIntervalMs: 10, remoteCallTimeoutMs: 500 }
 
-describe("AppendRetry", () => {
+describe("GatewayRetry", () => {
   it.live("without ids fixed up front, retrying a committed append whose answer was lost writes it twice", () =>
     Effect.gen(function*() {
       const { router, stored } = yield* losingReplies(1)
@@ -61,7 +61,7 @@ describe("AppendRetry", () => {
   it.live("ids assigned before the first attempt: the retry is answered with the original positions, written once", () =>
     Effect.gen(function*() {
       const { attempts, router, stored } = yield* losingReplies(2)
-      const retrying = yield* AppendRetry.make(router, options)
+      const retrying = yield* GatewayRetry.make(router, options)
       const result = yield* retrying.append(0, input())
       const events = yield* stored
       assert.strictEqual(events.length, 1)
@@ -88,7 +88,7 @@ describe("AppendRetry", () => {
             return exits.map((exit, i) => i === 1 ? Exit.fail(unavailable()) : exit)
           })
       }
-      const retrying = yield* AppendRetry.make(router, options)
+      const retrying = yield* GatewayRetry.make(router, options)
       const wrong = { ...input(), expectedVersion: "no_stream" as const, stream: "other" }
       const exits = yield* retrying.appendMany(0, [input(), input(), wrong, wrong])
       assert.isTrue(Exit.isSuccess(exits[0]!) && Exit.isSuccess(exits[1]!) && Exit.isSuccess(exits[2]!))
@@ -103,7 +103,7 @@ describe("AppendRetry", () => {
     Effect.gen(function*() {
       let attempts = 0
       const failing = { append: () => Effect.sync(() => attempts++).pipe(Effect.andThen(Effect.fail(unavailable()))) }
-      const retrying = yield* AppendRetry.make(failing as unknown as PartitionRouter, { appendTimeoutMs: 200, appendRetryIntervalMs: 20, appendAttemptTimeoutMs: 200 })
+      const retrying = yield* GatewayRetry.make(failing as unknown as PartitionRouter, { ...options, appendTimeoutMs: 200, appendRetryIntervalMs: 20, remoteCallTimeoutMs: 200 })
       const t0 = performance.now()
       const error = yield* Effect.flip(retrying.append(0, input()))
       const took = performance.now() - t0
@@ -111,13 +111,14 @@ describe("AppendRetry", () => {
       assert.isAtLeast(attempts, 3)
       assert.isBelow(took, 400)
 
-      // An attempt that never answers is cut after appendAttemptTimeoutMs and retried; the next one answers.
+      // An attempt that never answers is cut after remoteCallTimeoutMs and retried; the next one answers.
       let calls = 0
       const hangingOnce = { append: () => ++calls === 1 ? Effect.never : Effect.succeed({ firstVersion: 0, lastVersion: 0, positions: [] }) }
-      const retried = yield* AppendRetry.make(hangingOnce as unknown as PartitionRouter, {
+      const retried = yield* GatewayRetry.make(hangingOnce as unknown as PartitionRouter, {
+        ...options,
         appendTimeoutMs: 1_000,
         appendRetryIntervalMs: 20,
-        appendAttemptTimeoutMs: 100
+        remoteCallTimeoutMs: 100
       })
       const t1 = performance.now()
       yield* retried.append(0, input())
@@ -127,16 +128,44 @@ describe("AppendRetry", () => {
       // A remote partition stopped under the attempt answers with an interruption: retried like Unavailable.
       let tries = 0
       const interrupted = { append: () => ++tries === 1 ? Effect.interrupt : Effect.succeed({ firstVersion: 0, lastVersion: 0, positions: [] }) }
-      yield* (yield* AppendRetry.make(interrupted as unknown as PartitionRouter, options)).append(0, input())
+      yield* (yield* GatewayRetry.make(interrupted as unknown as PartitionRouter, options)).append(0, input())
       assert.strictEqual(tries, 2)
 
-      const hanging = yield* AppendRetry.make({ append: () => Effect.never } as unknown as PartitionRouter, {
+      const hanging = yield* GatewayRetry.make({ append: () => Effect.never } as unknown as PartitionRouter, {
+        ...options,
         appendTimeoutMs: 150,
         appendRetryIntervalMs: 20,
-        appendAttemptTimeoutMs: 1_000
+        remoteCallTimeoutMs: 1_000
       })
       const cut = yield* Effect.flip(hanging.append(0, input()))
       assert.isTrue(cut._tag === "Unavailable" && cut.retryable && cut.message.includes("appendTimeoutMs"))
+    }))
+
+  it.live("reads of a remote partition: an unanswered or interrupted attempt is retried, a local one is left alone", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const event = { eventId: "e", tenant: "t", stream: "s", type: "T", data: 1, metadata: {}, timestamp: 0, streamVersion: 0, partition: 0, seq: 1 }
+      const flaky = {
+        readStream: () => ++calls === 1 ? Effect.never : calls === 2 ? Effect.interrupt : Effect.succeed([event])
+      }
+      const remote = yield* GatewayRetry.make(flaky as unknown as PartitionRouter, { ...options, remoteCallTimeoutMs: 100 })
+      const events = yield* remote.readStream(0, "t", "s", { limit: 10, direction: "forward" })
+      assert.strictEqual(events.length, 1)
+      assert.strictEqual(calls, 3)
+      // Bounded by readTimeoutMs when the partition never answers.
+      const dead = yield* GatewayRetry.make({ status: () => Effect.never } as unknown as PartitionRouter, {
+        ...options,
+        readTimeoutMs: 300,
+        remoteCallTimeoutMs: 100
+      })
+      const error = yield* Effect.flip(dead.status(0))
+      assert.isTrue(error._tag === "Unavailable" && error.retryable && error.message.includes("readTimeoutMs"))
+      // A partition of this process is called as it is (it cannot hang: see the next test).
+      calls = 0
+      const local = yield* GatewayRetry.make(flaky as unknown as PartitionRouter, { ...options, remoteCallTimeoutMs: 100, isRemote: () => false })
+      const exit = yield* Effect.exit(local.readStream(0, "t", "s", { limit: 10, direction: "forward" }).pipe(Effect.timeout("300 millis")))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual(calls, 1)
     }))
 
   it.live("a partition closed under a pending append answers it with a retryable Unavailable (no attempt hangs)", () =>
@@ -168,7 +197,7 @@ describe("AppendRetry", () => {
       for (const error of errors) {
         attempts = 0
         const router = { append: () => Effect.sync(() => attempts++).pipe(Effect.andThen(Effect.fail(error))) }
-        const retrying = yield* AppendRetry.make(router as unknown as PartitionRouter, options)
+        const retrying = yield* GatewayRetry.make(router as unknown as PartitionRouter, options)
         assert.strictEqual((yield* Effect.flip(retrying.append(0, input())))._tag, error._tag)
         assert.strictEqual(attempts, 1)
       }
