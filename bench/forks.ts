@@ -15,6 +15,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { ChronosConfig } from "@chronos/config"
+import { Event } from "@chronos/domain"
 import { Engine, type AppendCommand } from "@chronos/engine/Engine"
 import { EventLog } from "@chronos/engine/EventLog"
 import { ForkRegistry } from "@chronos/engine/ForkRegistry"
@@ -73,7 +74,7 @@ const main = async () => {
         batch.push({
           tenant: "bench",
           stream: `account-${s}`,
-          request: { events: Array.from({ length: PER_APPEND }, (_, i) => ({ type: "Deposited", data: { amount: i, note: "bench" } })) } as any
+          request: { events: Array.from({ length: PER_APPEND }, (_, i) => Event.propose("Deposited", { amount: i, note: "bench" })) }
         })
         if (batch.length === 200) await flush()
       }
@@ -98,7 +99,7 @@ const main = async () => {
       if (read.length !== PER_STREAM) throw new Error(`a fork read ${read.length} events of account-${i}, expected ${PER_STREAM}`)
       firstRead.push(readMs)
       const [, appendMs] = await timed(() =>
-        runtime.runPromise(f.append("bench", `account-${i}`, { expectedVersion: PER_STREAM - 1, events: [{ type: "Withdrawn", data: { amount: 1 } }] } as any))
+        runtime.runPromise(f.append("bench", `account-${i}`, { expectedVersion: PER_STREAM - 1, events: [Event.propose("Withdrawn", { amount: 1 })] }))
       )
       firstAppend.push(appendMs)
     }

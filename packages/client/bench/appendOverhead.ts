@@ -49,8 +49,8 @@ const load = (append: Append) =>
             (s) =>
               append("bench", `s-${s}`, {
                 expectedVersion: round === 0 ? "no_stream" : round - 1,
-                events: [{ type: "E", data }]
-              } as Event.AppendRequest),
+                events: [Event.propose("E", data)]
+              }),
             { concurrency: depth, discard: true }
           )
         }

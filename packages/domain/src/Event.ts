@@ -16,6 +16,22 @@ export const ProposedEvent = Schema.Struct({
 })
 export type ProposedEvent = typeof ProposedEvent.Type
 
+/**
+ * A proposed event from plain values, for code that builds events rather than decoding them (tests, tools,
+ * benchmarks). The event id, when given, is checked here: a malformed one throws, as a bug in the caller.
+ */
+export const propose = (
+  type: string,
+  data: Schema.Json,
+  options?: { readonly eventId?: string | undefined; readonly metadata?: Schema.JsonObject | undefined }
+): ProposedEvent =>
+  ProposedEvent.make({
+    type: EventType.make(type),
+    data,
+    ...(options?.eventId === undefined ? {} : { eventId: EventId.make(options.eventId) }),
+    ...(options?.metadata === undefined ? {} : { metadata: options.metadata })
+  })
+
 export const AppendRequest = Schema.Struct({
   expectedVersion: Schema.optionalKey(ExpectedVersion),
   events: Schema.Array(ProposedEvent).check(Schema.isMinLength(1))

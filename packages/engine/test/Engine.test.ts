@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Schema } from "effect"
-import { Ids } from "@chronos/domain"
+import { Event, Ids } from "@chronos/domain"
 import { ChronosConfig } from "@chronos/config"
 import { Engine } from "../src/Engine.ts"
 import { EventLog } from "../src/EventLog.ts"
@@ -10,7 +10,7 @@ const TestEngine = Engine.layerLocal.pipe(
   Layer.provide(ChronosConfig.layer({ partitions: 4 }))
 )
 
-const ev = (type: string, data: unknown, eventId?: string) => ({ type, data, ...(eventId ? { eventId } : {}) }) as any
+const ev = (type: string, data: Schema.Json, eventId?: string) => Event.propose(type, data, { eventId })
 
 describe("Engine (memory log)", () => {
   it.live("appends and reads a stream with gapless versions", () =>

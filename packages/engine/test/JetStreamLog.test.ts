@@ -6,6 +6,7 @@ import { connect, headers } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { jetstreamManager, StorageType } from "@nats-io/jetstream"
 import { ChronosConfig } from "@chronos/config"
+import { Event } from "@chronos/domain"
 import { type Commit, checksum, encodeBody, lastSeq } from "../src/Commit.ts"
 import { Engine } from "../src/Engine.ts"
 import { EventLog, type LogError, type PartitionLog } from "../src/EventLog.ts"
@@ -297,8 +298,8 @@ describe("JetStreamLog (single server)", () => {
       yield* Effect.gen(function*() {
         const engine = yield* Engine
         for (const s of streams) {
-          yield* engine.append("t1", s, { expectedVersion: "no_stream", events: [{ type: "Placed", data: { s } } as any] })
-          yield* engine.append("t1", s, { expectedVersion: 0, events: [{ type: "Paid", data: { s, paid: true } } as any] })
+          yield* engine.append("t1", s, { expectedVersion: "no_stream", events: [Event.propose("Placed", { s })] })
+          yield* engine.append("t1", s, { expectedVersion: 0, events: [Event.propose("Paid", { s, paid: true })] })
         }
         const events = yield* engine.readStream("t1", "order-3", {})
         assert.deepStrictEqual(events.map((e) => [e.type, e.streamVersion]), [["Placed", 0], ["Paid", 1]])
@@ -310,7 +311,7 @@ describe("JetStreamLog (single server)", () => {
           const events = yield* engine.readStream("t1", s, {})
           assert.deepStrictEqual(events.map((e) => [e.type, e.data]), [["Placed", { s }], ["Paid", { s, paid: true }]])
         }
-        const next = yield* engine.append("t1", "order-0", { expectedVersion: 1, events: [{ type: "Shipped", data: {} } as any] })
+        const next = yield* engine.append("t1", "order-0", { expectedVersion: 1, events: [Event.propose("Shipped", {})] })
         assert.strictEqual(next.firstVersion, 2)
         const status = yield* engine.partitions
         assert.strictEqual(status.reduce((n, p) => n + p.events, 0), 17)
@@ -367,7 +368,7 @@ describe("JetStreamLog (crash of a single server)", () => {
         Layer.provide(ChronosConfig.layer({ partitions: 2 }))
       )
       const append = (engine: Engine["Service"], i: number) =>
-        engine.append("t1", `s-${i % 4}`, { events: [{ eventId: uuid(i), type: "E", data: { i } } as any] })
+        engine.append("t1", `s-${i % 4}`, { events: [Event.propose("E", { i }, { eventId: uuid(i) })] })
       yield* Effect.gen(function*() {
         const engine = yield* Engine
         for (let i = 0; i < 20; i++) yield* append(engine, i)
