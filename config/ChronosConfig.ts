@@ -88,6 +88,15 @@ export interface ChronosConfigShape {
   readonly subscriptionLagCheckMs: number
   /** A `: keepalive` SSE comment is sent after this long without any other output. */
   readonly subscriptionKeepaliveMs: number
+  /**
+   * SDK over HTTP: consecutive failed reconnects of a streaming subscription (dropped connection, node restarting)
+   * before its stream fails with `Unavailable`. The count starts again once a reconnect delivers something.
+   */
+  readonly subscribeReconnectsMax: number
+  /** SDK over HTTP: delay before the first reconnect of a subscription; doubles with each failed one (jittered). */
+  readonly subscribeReconnectDelayMs: number
+  /** SDK over HTTP: upper bound of one reconnect delay of a subscription. */
+  readonly subscribeReconnectDelayMsMax: number
 
   // --- consumer groups (server-side checkpoints) ---------------------------------------------------------------
   /** Characters of a consumer group's or a projection's name. */
@@ -197,6 +206,9 @@ export const defaults: ChronosConfigShape = {
   subscriberLagEventsMax: 100_000,
   subscriptionLagCheckMs: 1_000,
   subscriptionKeepaliveMs: 15_000,
+  subscribeReconnectsMax: 10,
+  subscribeReconnectDelayMs: 100,
+  subscribeReconnectDelayMsMax: 5_000,
   consumerNameLengthMax: 128,
   consumerAttemptsMax: 5,
   consumerAckTimeoutMs: 30_000,
