@@ -11,7 +11,7 @@ import * as http from "node:http"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { EventLog } from "@chronos/engine/EventLog"
-import { exited, freePort, startProcess } from "./support.ts"
+import { exited, freePort, request, startNode } from "./support.ts"
 
 const tenant = "t"
 const partitions = 8
@@ -26,32 +26,6 @@ interface Ack {
   readonly eventId: string
 }
 
-/** JSON over a keep-alive agent; rejects on transport errors (the server being killed). */
-const request = (agent: http.Agent, port: number, method: string, p: string, body?: unknown) =>
-  new Promise<{ status: number; body: any }>((resolve, reject) => {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
-    const req = http.request({
-      host: "127.0.0.1",
-      port,
-      path: p,
-      method,
-      agent,
-      headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {}
-    }, (res) => {
-      const chunks: Array<Buffer> = []
-      res.on("data", (d: Buffer) => chunks.push(d))
-      res.on("end", () => {
-        try {
-          resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString()) })
-        } catch (e) {
-          reject(e)
-        }
-      })
-      res.on("error", reject)
-    })
-    req.on("error", reject)
-    req.end(payload)
-  })
 
 const dirs: Array<string> = []
 afterAll(() => {
@@ -199,7 +173,7 @@ describe.skipIf(!hasFileLog)("crash safety (file log)", () => {
   it("kill -9 mid-stream: every acknowledged append survives exactly once, versions and sequences gapless", async () => {
     const dataDir = tempDir()
     const port = await freePort()
-    const first = await startProcess(nodeArgs(dataDir, port))
+    const first = await startNode(nodeArgs(dataDir, port))
     const load = startWriters(port)
     await load.acked(1_500)
     load.expectStop()
@@ -209,7 +183,7 @@ describe.skipIf(!hasFileLog)("crash safety (file log)", () => {
     const { inFlightAtStop } = await load.done()
     assert.isAtLeast(load.acks.length, 100, "the writers got acknowledgements before the kill")
 
-    const second = await startProcess(nodeArgs(dataDir, port))
+    const second = await startNode(nodeArgs(dataDir, port))
     try {
       const recovered = await verify(port, load.acks)
       console.log(
@@ -225,7 +199,7 @@ describe.skipIf(!hasFileLog)("crash safety (file log)", () => {
   it("SIGTERM mid-stream: in-flight appends are answered, the node exits 0 promptly, nothing is lost", async () => {
     const dataDir = tempDir()
     const port = await freePort()
-    const first = await startProcess(nodeArgs(dataDir, port))
+    const first = await startNode(nodeArgs(dataDir, port))
     const load = startWriters(port)
     await load.acked(800)
     load.expectStop()
@@ -239,7 +213,7 @@ describe.skipIf(!hasFileLog)("crash safety (file log)", () => {
     assert.strictEqual(code, 0, first.output())
     assert.isBelow(stoppedIn, 10_000, "keep-alive clients are drained, not waited out")
 
-    const second = await startProcess(nodeArgs(dataDir, port))
+    const second = await startNode(nodeArgs(dataDir, port))
     try {
       const recovered = await verify(port, load.acks)
       console.log(`SIGTERM: stopped in ${stoppedIn} ms; ${load.acks.length} acknowledged, ${recovered} recovered`)

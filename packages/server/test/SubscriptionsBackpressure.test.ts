@@ -23,8 +23,8 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import type { ChildProcess } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import * as http from "node:http"
-import { freePort } from "./support.ts"
-import { exited, request, sleep, sse, type SseConnection, startNode } from "./subscriptionSupport.ts"
+import { exited, freePort, request, startNode } from "./support.ts"
+import { sleep, sse, type SseConnection } from "./subscriptionSupport.ts"
 
 const children: Array<ChildProcess> = []
 afterAll(() => {

@@ -14,8 +14,8 @@ import { mkdtempSync, rmSync } from "node:fs"
 import * as http from "node:http"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
-import { freePort } from "./support.ts"
-import { exited, request, retrying, sleep, sse, type SseConnection, type SseEvent, startNode } from "./subscriptionSupport.ts"
+import { exited, freePort, request, startNode } from "./support.ts"
+import { retrying, sleep, sse, type SseConnection, type SseEvent } from "./subscriptionSupport.ts"
 
 const partitions = 8
 const dirs: Array<string> = []

@@ -1,12 +1,9 @@
 /**
  * Test support for subscriptions over real HTTP: an SSE client that parses the wire format as a browser would
  * (events, ids, comments), can stop reading (TCP backpressure) and resume, and reconnects with `Last-Event-ID`;
- * a node as a child process with `CHRONOS_*` settings; JSON requests over a keep-alive agent.
+ * the node process and JSON requests come from `support.ts`.
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import * as http from "node:http"
-import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 
 export interface SseEvent {
   readonly event: string
@@ -137,82 +134,6 @@ export const sse = (baseUrl: string, p: string, headers: Record<string, string> 
   }
 }
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
-const nodeBin = path.join(repoRoot, "node_modules/.bin/node")
-const mainTs = path.join(repoRoot, "packages/server/src/main.ts")
-
-/** `main.ts` as a child process with extra environment (`CHRONOS_*`); resolves once it listens. */
-export const startNode = async (
-  args: ReadonlyArray<string>,
-  env: Record<string, string> = {}
-): Promise<{ child: ChildProcess; output: () => string }> => {
-  const child = spawn(nodeBin, [mainTs, ...args], {
-    cwd: repoRoot,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env }
-  })
-  let output = ""
-  child.stdout!.on("data", (d: Buffer) => (output += d.toString()))
-  child.stderr!.on("data", (d: Buffer) => (output += d.toString()))
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node did not start in 60 s:\n${output}`)), 60_000)
-    const onData = () => {
-      if (output.includes("chronos listening on")) {
-        clearTimeout(timer)
-        child.stdout!.off("data", onData)
-        child.off("exit", onExit)
-        resolve()
-      }
-    }
-    const onExit = (code: number | null, signal: string | null) => {
-      clearTimeout(timer)
-      reject(new Error(`node exited (${code ?? signal}) before listening:\n${output}`))
-    }
-    child.stdout!.on("data", onData)
-    child.once("exit", onExit)
-  })
-  return { child, output: () => output }
-}
-
-export const exited = (child: ChildProcess) =>
-  new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    child.once("exit", () => resolve())
-  })
-
-/** JSON over a keep-alive agent; rejects on transport errors (a node that is down). */
-export const request = (
-  agent: http.Agent,
-  port: number,
-  method: string,
-  p: string,
-  body?: unknown
-): Promise<{ status: number; body: any }> =>
-  new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
-    const req = http.request({
-      host: "127.0.0.1",
-      port,
-      path: p,
-      method,
-      agent,
-      headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {}
-    }, (res) => {
-      const chunks: Array<Buffer> = []
-      res.on("data", (d: Buffer) => chunks.push(d))
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString()
-        try {
-          resolve({ status: res.statusCode!, body: text === "" ? undefined : JSON.parse(text) })
-        } catch (e) {
-          reject(e)
-        }
-      })
-      res.on("error", reject)
-    })
-    req.on("error", reject)
-    req.end(payload)
-  })
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

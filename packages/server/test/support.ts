@@ -69,9 +69,12 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../
 const nodeBin = path.join(repoRoot, "node_modules/.bin/node")
 const mainTs = path.join(repoRoot, "packages/server/src/main.ts")
 
-/** `main.ts` as a child process; resolves once it logged that it listens. */
-export const startProcess = async (args: ReadonlyArray<string>): Promise<{ child: ChildProcess; output: () => string }> => {
-  const child = spawn(nodeBin, [mainTs, ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] })
+/** `main.ts` as a child process with extra environment (`CHRONOS_*`); resolves once it logged that it listens. */
+export const startNode = async (
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {}
+): Promise<{ child: ChildProcess; output: () => string }> => {
+  const child = spawn(nodeBin, [mainTs, ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })
   let output = ""
   child.stdout!.on("data", (d: Buffer) => (output += d.toString()))
   child.stderr!.on("data", (d: Buffer) => (output += d.toString()))
@@ -80,14 +83,17 @@ export const startProcess = async (args: ReadonlyArray<string>): Promise<{ child
     const onData = () => {
       if (output.includes("chronos listening on")) {
         clearTimeout(timer)
+        child.stdout!.off("data", onData)
+        child.off("exit", onExit)
         resolve()
       }
     }
-    child.stdout!.on("data", onData)
-    child.once("exit", (code, signal) => {
+    const onExit = (code: number | null, signal: string | null) => {
       clearTimeout(timer)
       reject(new Error(`node exited (${code ?? signal}) before listening:\n${output}`))
-    })
+    }
+    child.stdout!.on("data", onData)
+    child.once("exit", onExit)
   })
   return { child, output: () => output }
 }
@@ -96,6 +102,40 @@ export const exited = (child: ChildProcess) =>
   new Promise<number | string | null>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode ?? child.signalCode)
     child.once("exit", (code, signal) => resolve(code ?? signal))
+  })
+
+/** JSON over a keep-alive agent; rejects on transport errors (a node that is down or being killed). */
+export const request = (
+  agent: http.Agent,
+  port: number,
+  method: string,
+  p: string,
+  body?: unknown
+): Promise<Response> =>
+  new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
+    const req = http.request({
+      host: "127.0.0.1",
+      port,
+      path: p,
+      method,
+      agent,
+      headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {}
+    }, (res) => {
+      const chunks: Array<Buffer> = []
+      res.on("data", (d: Buffer) => chunks.push(d))
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString()
+        try {
+          resolve({ status: res.statusCode!, body: text === "" ? undefined : JSON.parse(text) })
+        } catch (e) {
+          reject(e)
+        }
+      })
+      res.on("error", reject)
+    })
+    req.on("error", reject)
+    req.end(payload)
   })
 
 export interface RawResponse {
