@@ -53,6 +53,7 @@ import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { Effect, type Scope } from "effect"
 import * as Commit from "../Commit.ts"
+import * as DurableFile from "../DurableFile.ts"
 import { type EventLogShape, isNamespace, type LogError, LogFenced, LogUnavailable, type PartitionLog } from "../EventLog.ts"
 import { crc32c } from "./crc32c.ts"
 
@@ -141,16 +142,7 @@ const checkStoreManifest = (dataDir: string, partitions: number): void => {
     }
     return
   }
-  fs.mkdirSync(dir, { recursive: true })
-  const tmp = `${file}.tmp`
-  fs.writeFileSync(tmp, JSON.stringify({ formatVersion: 1, partitions }) + "\n")
-  const fd = fs.openSync(tmp, "r")
-  fs.fsyncSync(fd)
-  fs.closeSync(fd)
-  fs.renameSync(tmp, file)
-  const dirFd = fs.openSync(dir, "r")
-  fs.fsyncSync(dirFd)
-  fs.closeSync(dirFd)
+  DurableFile.writeAtomicSync(file, JSON.stringify({ formatVersion: 1, partitions }) + "\n")
 }
 
 /** Counters of one open handle, for status output and benchmarks. */
@@ -373,14 +365,7 @@ const unavailable = (partition: number, what: string, error: unknown): LogUnavai
 
 // --- directories and the lock --------------------------------------------------------------------------------------
 
-const fsyncDirSync = (dir: string): void => {
-  const fd = fs.openSync(dir, "r")
-  try {
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
-  }
-}
+const fsyncDirSync = DurableFile.fsyncDirSync
 
 const fsyncDir = (dir: string, callback: (error: Error | null) => void): void => {
   fs.open(dir, "r", (openError, fd) => {
@@ -390,14 +375,7 @@ const fsyncDir = (dir: string, callback: (error: Error | null) => void): void =>
 }
 
 /** Creates the partition directory; a directory entry is durable only once its parent is fsync'd. */
-const ensureDir = (dir: string): void => {
-  const first = fs.mkdirSync(dir, { recursive: true })
-  if (first === undefined) return
-  for (let created = dir;; created = path.dirname(created)) {
-    fsyncDirSync(path.dirname(created))
-    if (created === first || path.dirname(created) === created) break
-  }
-}
+const ensureDir = DurableFile.ensureDirSync
 
 interface Lock {
   readonly path: string
@@ -715,20 +693,9 @@ export const readBaseSeq = (dir: string): number => {
   return baseSeq
 }
 
-/** Records the base sequence durably (write a temporary file, fsync, rename, fsync the directory). */
-const writeBaseSeq = async (dir: string, baseSeq: number): Promise<void> => {
-  const file = path.join(dir, BASE_FILE)
-  const tmp = `${file}.tmp`
-  const fh = await fsp.open(tmp, "w")
-  try {
-    await fh.writeFile(JSON.stringify({ formatVersion: 1, baseSeq }) + "\n")
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  await fsp.rename(tmp, file)
-  fsyncDirSync(dir)
-}
+/** Records the base sequence durably. */
+const writeBaseSeq = (dir: string, baseSeq: number): Promise<void> =>
+  DurableFile.writeAtomic(path.join(dir, BASE_FILE), JSON.stringify({ formatVersion: 1, baseSeq }) + "\n")
 
 /**
  * Deletes the segment files that hold only sequences below `seq` (never the current one): BASE first, then the
