@@ -8,6 +8,7 @@ import { Schema } from "effect"
 import { HttpApiEndpoint, HttpApiGroup, OpenApi } from "effect/http-api"
 import { InvalidRequest, LimitExceeded, Unavailable } from "./Errors.ts"
 import { RecordedEvent } from "./Event.ts"
+import { ForkNotFound } from "./Fork.ts"
 
 /**
  * The tenant's vector index was built by another embedder (id or dimension) than the one configured now. Vectors of
@@ -50,7 +51,7 @@ export const SearchRequest = Schema.Struct({
   until: Schema.optionalKey(Schema.String),
   /** Search the store as it was: an ISO-8601 instant or a position vector `p:seq,…`. */
   asOf: Schema.optionalKey(Schema.String),
-  /** Search a fork (not available yet: rejected with `InvalidRequest`). */
+  /** Search what a fork sees: main's events at or below its base plus its own (an unknown fork: `ForkNotFound`). */
   fork: Schema.optionalKey(Schema.String),
   /**
    * A position vector `p:seq,…` (e.g. from an append's positions): wait until the indexes the mode uses have
@@ -109,7 +110,7 @@ export class SearchGroup extends HttpApiGroup.make("search")
       params: { tenant: Schema.String },
       payload: SearchRequest,
       success: SearchResult,
-      error: [InvalidRequest, LimitExceeded, Unavailable, EmbedderMismatch]
+      error: [InvalidRequest, LimitExceeded, Unavailable, EmbedderMismatch, ForkNotFound]
     }),
     HttpApiEndpoint.get("status", "/v1/tenants/:tenant/search/status", {
       params: { tenant: Schema.String },

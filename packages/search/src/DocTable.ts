@@ -6,8 +6,8 @@
  * after the top-k was cut).
  *
  * Document numbers are never reused: a removed document stays as a dead row (`alive = 0`).
- * A fork filter (issue 6) will be one more column here (the fork a document belongs to) and one more clause in
- * `compile`.
+ * The indexes hold main's events only; a search through a fork (see `Search`) bounds them with `seqMax` (the
+ * fork's view of main: its base, intersected along its branch chain) and ranks the fork's own events apart.
  */
 import { AsOf } from "@chronos/domain"
 import type { Event } from "@chronos/domain"
@@ -24,11 +24,13 @@ export interface SearchFilter {
   readonly until?: number | undefined
   /** Only events visible at this point in time (see `AsOf`). */
   readonly asOf?: AsOf.AsOf | undefined
+  /** Only events at or below `seqMax[partition]` (a fork's view of its root parent, main); absent: no bound. */
+  readonly seqMax?: ReadonlyArray<number> | undefined
 }
 
 export const isEmptyFilter = (f: SearchFilter): boolean =>
   (f.types === undefined || f.types.length === 0) && f.streamPrefix === undefined && f.since === undefined &&
-  f.until === undefined && f.asOf === undefined
+  f.until === undefined && f.asOf === undefined && f.seqMax === undefined
 
 /** A growable column. */
 class Column<A extends TypedArray> {
@@ -134,6 +136,7 @@ export class DocTable {
     const since = filter.since ?? -Infinity
     const until = Math.min(filter.until ?? Infinity, AsOf.timeBound(filter.asOf))
     const positions = filter.asOf?._tag === "Positions" ? filter.asOf.positions : undefined
+    const seqMax = filter.seqMax
     const typeId = this.typeId.data
     const streamId = this.streamId.data
     const timestamp = this.timestamp.data
@@ -147,6 +150,7 @@ export class DocTable {
       if (t < since || t > until) return false
       // A position vector sees, per listed partition, the events at or below its sequence; unlisted: nothing.
       if (positions !== undefined && !(seq[doc]! <= (positions.get(partition[doc]!) ?? 0))) return false
+      if (seqMax !== undefined && !(seq[doc]! <= (seqMax[partition[doc]!] ?? 0))) return false
       return true
     }
   }

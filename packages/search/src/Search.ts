@@ -11,14 +11,22 @@
  *
  * Modes: `keyword` ranks by BM25; `semantic` by cosine similarity to the query's embedding; `hybrid` (default) fuses
  * both rankings by reciprocal rank fusion (`Fusion`). Every filter is applied inside each index's ranking.
+ *
+ * Forks (`fork`): a fork sees main's events at or below its base (intersected along its branch chain) plus the
+ * events of its own log (and of the forks it branched from, above that bound). The tenant's indexes hold main's
+ * events only, so a search through a fork ranks main's documents under that bound (`SearchFilter.seqMax`) and
+ * the fork's events in a throw-away index built for the query (bounded by `forkSearchEventsMax`); the two lists are
+ * merged by score (keyword: BM25 of each side over its own statistics — an approximation; semantic: cosine, which is
+ * comparable). Nothing about a fork is stored by search, so a discarded fork leaves nothing behind.
  */
 import { Context, Effect, Layer, Option, Schema } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { ChronosConfig } from "@chronos/config"
-import { AsOf, Errors, type Event, Ids, SearchApi } from "@chronos/domain"
+import { AsOf, Errors, type Event, Fork, Ids, SearchApi } from "@chronos/domain"
 import { Engine } from "@chronos/engine/Engine"
-import { type SearchFilter } from "./DocTable.ts"
+import { Forks } from "@chronos/engine/Forks"
+import { DocTable, type SearchFilter } from "./DocTable.ts"
 import { Embedder, type EmbedderError } from "./Embedder.ts"
 import { reciprocalRankFusion } from "./Fusion.ts"
 import * as IndexFollower from "./IndexFollower.ts"
@@ -56,7 +64,11 @@ export type SearchError =
   | SearchApi.EmbedderMismatch
 
 export interface SearchShape {
-  readonly search: (tenant: string, request: SearchRequest) => Effect.Effect<ReadonlyArray<Hit>, SearchError>
+  /** `ForkNotFound` only when the request can name a fork (its type has a `fork` key). */
+  readonly search: <R extends SearchRequest>(
+    tenant: string,
+    request: R
+  ) => Effect.Effect<ReadonlyArray<Hit>, SearchError | ("fork" extends keyof R ? Fork.ForkNotFound : never)>
   readonly status: (tenant: string) => Effect.Effect<SearchApi.SearchStatus, Errors.InvalidRequest | Errors.Unavailable>
   /**
    * Removes every event of `stream` from both indexes (the engine has no stream deletion yet; when it has, its
@@ -113,6 +125,8 @@ const positionKey = (partition: number, seq: number) => partition * 2 ** 40 + se
 
 export const make = Effect.fnUntraced(function*(options: { readonly directory: string | undefined }) {
   const engine = yield* Engine
+  // Optional: a search process without forks (benchmarks, the SDK's plain embedded mode) refuses `fork`.
+  const forks = yield* Effect.serviceOption(Forks)
   const embedder = yield* Embedder
   const config = yield* SearchConfig
   const scope = yield* Effect.scope
@@ -382,7 +396,6 @@ export const make = Effect.fnUntraced(function*(options: { readonly directory: s
 
   const validate = (request: SearchRequest) =>
     Effect.gen(function*() {
-      if (request.fork !== undefined) return yield* invalid("fork", "forks are not available yet")
       const query = request.query.trim()
       if (query === "") return yield* invalid("query", "query must not be empty")
       if (request.query.length > config.queryCharsMax) {
@@ -450,10 +463,124 @@ export const make = Effect.fnUntraced(function*(options: { readonly directory: s
       )
     }, { concurrency: "unbounded" })
 
-  const search: SearchShape["search"] = (tenant, request) =>
+  // ---- forks -------------------------------------------------------------------------------------------------------
+
+  /** `p:seq,…` (a fork's base as `Forks` reports it) as one sequence per partition (unlisted: 0). */
+  const parseBase = (base: string): Array<number> => {
+    const out = new Array<number>(partitions).fill(0)
+    for (const part of base.split(",")) {
+      const [p, seq] = part.split(":")
+      if (p !== undefined && seq !== undefined && Number(p) < partitions) out[Number(p)] = Number(seq)
+    }
+    return out
+  }
+
+  /**
+   * What a fork sees that the tenant's indexes do not hold: `seqMax`, the bound of its view of main (the minimum of
+   * the bases along its branch chain), and every event it sees above that bound (its own, and its ancestors' below
+   * its base), read through the fork's engine.
+   */
+  const forkView = (tenant: string, forkId: string) =>
+    Effect.gen(function*() {
+      if (Option.isNone(forks)) return yield* invalid("fork", "this node serves no forks")
+      const service = forks.value
+      const forkEngine = yield* service.engine(tenant, forkId)
+      let info = yield* service.get(tenant, forkId)
+      const seqMax = parseBase(info.base)
+      while (info.parent !== Fork.mainParent) {
+        info = yield* service.get(tenant, info.parent)
+        parseBase(info.base).forEach((seq, p) => {
+          seqMax[p] = Math.min(seqMax[p]!, seq)
+        })
+      }
+      const page = engine.config.readEventsMax
+      const events: Array<StoredEvent> = []
+      for (let p = 0; p < partitions; p++) {
+        let from = seqMax[p]! + 1
+        while (true) {
+          const got = yield* forkEngine.router.scan(p, tenant, { fromSeq: from, limit: page })
+          for (const e of got) events.push(e)
+          if (events.length > config.forkSearchEventsMax) {
+            return yield* new Errors.LimitExceeded({
+              limit: "forkSearchEventsMax",
+              max: config.forkSearchEventsMax,
+              actual: events.length,
+              message: `fork ${forkId} holds more than ${config.forkSearchEventsMax} events of its own, which a ` +
+                "search ranks on the spot; merge or discard it"
+            })
+          }
+          if (got.length < page) break
+          from = got[got.length - 1]!.seq + 1
+        }
+      }
+      return { seqMax, events }
+    })
+
+  /** The fork's events ranked for `query` (keyword and/or semantic), best first, with the same filter. */
+  const rankForkEvents = (
+    events: ReadonlyArray<StoredEvent>,
+    query: string,
+    queryVector: Float32Array | undefined,
+    candidates: number,
+    filter: SearchFilter,
+    useKeyword: boolean
+  ) =>
+    Effect.gen(function*() {
+      const keyword: Array<{ event: StoredEvent; score: number }> = []
+      const semantic: Array<{ event: StoredEvent; score: number }> = []
+      if (events.length === 0) return { keyword, semantic }
+      if (useKeyword) {
+        const index = new KeywordIndex(config, extractionFingerprint)
+        const byDoc: Array<StoredEvent> = []
+        for (const e of events) byDoc[index.add(e)] = e
+        for (const h of index.search(query, candidates, index.docs.compile(filter), bm25)) {
+          keyword.push({ event: byDoc[h.doc]!, score: h.score })
+        }
+      }
+      if (queryVector !== undefined) {
+        const table = new DocTable()
+        const byDoc: Array<StoredEvent> = []
+        for (const e of events) byDoc[table.add(e)] = e
+        const accept = table.compile(filter)
+        const passing = byDoc.filter((_, doc) => accept(doc))
+        const vectors: Array<Float32Array> = []
+        for (let i = 0; i < passing.length; i += config.embedBatchTexts) {
+          const chunk = passing.slice(i, i + config.embedBatchTexts)
+          vectors.push(...yield* embedder.embed(chunk.map((e) => extract(e, config).sentence)).pipe(
+            Effect.mapError((e) => unavailable(`the embedder failed: ${e.message}`, e.retryable))
+          ))
+        }
+        const norm = (v: Float32Array) => {
+          let n = 0
+          for (let i = 0; i < v.length; i++) n += v[i]! * v[i]!
+          return Math.sqrt(n) || 1
+        }
+        const qn = norm(queryVector)
+        passing.forEach((event, i) => {
+          const v = vectors[i]!
+          let dot = 0
+          for (let j = 0; j < v.length; j++) dot += v[j]! * queryVector[j]!
+          semantic.push({ event, score: dot / (qn * norm(v)) })
+        })
+        semantic.sort((a, b) => b.score - a.score || a.event.seq - b.event.seq)
+        semantic.length = Math.min(semantic.length, candidates)
+      }
+      return { keyword, semantic }
+    })
+
+  /** Two score-ordered lists as one, best first, cut at `k`. */
+  const mergeByScore = (
+    a: ReadonlyArray<{ key: number; score: number }>,
+    b: ReadonlyArray<{ key: number; score: number }>,
+    k: number
+  ) => [...a, ...b].sort((x, y) => y.score - x.score || x.key - y.key).slice(0, k)
+
+  const search = (tenant: string, request: SearchRequest) =>
     Effect.gen(function*() {
       yield* validTenant(tenant)
       const { filter, limit, mode, query, waitFor } = yield* validate(request)
+      const view = request.fork === undefined ? undefined : yield* forkView(tenant, request.fork)
+      const mainFilter: SearchFilter = view === undefined ? filter : { ...filter, seqMax: view.seqMax }
       const t = yield* tenantIndexes(tenant)
       const useKeyword = mode !== "semantic"
       const useSemantic = mode !== "keyword"
@@ -475,22 +602,40 @@ export const make = Effect.fnUntraced(function*(options: { readonly directory: s
       }
       const candidates = mode === "hybrid" ? Math.max(limit, config.hybridCandidatesMax) : limit
       const streamOfKey = new Map<number, string>()
-      const keywordHits = useKeyword
-        ? t.keyword.search(query, candidates, t.keyword.docs.compile(filter), bm25).map((h) => ({
+      let keywordHits = useKeyword
+        ? t.keyword.search(query, candidates, t.keyword.docs.compile(mainFilter), bm25).map((h) => ({
           key: keyOf(t.keyword, h.doc, streamOfKey),
           score: h.score
         }))
         : []
       let semanticHits: Array<{ key: number; score: number }> = []
-      if (useSemantic && t.vector !== undefined && t.vector.documents > 0) {
+      const forkEvents = view?.events ?? []
+      let queryVector: Float32Array | undefined
+      if (useSemantic && ((t.vector !== undefined && t.vector.documents > 0) || forkEvents.length > 0)) {
         const [vector] = yield* embedder.embed([query]).pipe(
           Effect.mapError((e) => unavailable(`the embedder failed: ${e.message}`, e.retryable))
         )
+        queryVector = vector!
+      }
+      if (queryVector !== undefined && t.vector !== undefined && t.vector.documents > 0) {
         const vi = t.vector
-        semanticHits = vi.search(vector!, candidates, vi.docs.compile(filter)).map((h) => ({
+        semanticHits = vi.search(queryVector, candidates, vi.docs.compile(mainFilter)).map((h) => ({
           key: keyOf(vi, h.doc, streamOfKey),
           score: h.score
         }))
+      }
+      // A fork's own events: ranked apart (they are not indexed), merged into each list by score.
+      const inFork = new Map<number, StoredEvent>()
+      if (forkEvents.length > 0) {
+        const own = yield* rankForkEvents(forkEvents, query, queryVector, candidates, filter, useKeyword)
+        const keyed = (list: ReadonlyArray<{ event: StoredEvent; score: number }>) =>
+          list.map(({ event, score }) => {
+            const key = positionKey(event.partition, event.seq)
+            inFork.set(key, event)
+            return { key, score }
+          })
+        keywordHits = mergeByScore(keywordHits, keyed(own.keyword), candidates)
+        semanticHits = mergeByScore(semanticHits, keyed(own.semantic), candidates)
       }
       const ranked: Array<{ key: number; score: number; matchedBy: ReadonlyArray<SearchApi.MatchedBy> }> =
         mode === "keyword"
@@ -502,7 +647,9 @@ export const make = Effect.fnUntraced(function*(options: { readonly directory: s
             { list: "semantic" as const, keys: semanticHits.map((h) => h.key) }
           ], config.rrfK)
       const top = ranked.slice(0, limit)
-      const events = yield* fetchEvents(tenant, top.map((h) => h.key), streamOfKey)
+      const fetched = yield* fetchEvents(tenant, top.filter((h) => !inFork.has(h.key)).map((h) => h.key), streamOfKey)
+      let next = 0
+      const events = top.map((h) => inFork.get(h.key) ?? fetched[next++])
       const hits: Array<Hit> = []
       top.forEach((h, i) => {
         const event = events[i]
@@ -578,5 +725,5 @@ export const make = Effect.fnUntraced(function*(options: { readonly directory: s
   const indexes: SearchShape["indexes"] = (tenant) =>
     Effect.map(Effect.andThen(validTenant(tenant), tenantIndexes(tenant)), (t) => ({ keyword: t.keyword, vector: t.vector }))
 
-  return Search.of({ search, status, removeStream, track, indexes })
+  return Search.of({ search: search as SearchShape["search"], status, removeStream, track, indexes })
 })

@@ -70,6 +70,14 @@ export interface SearchConfigShape {
   /** Candidates each index contributes to a hybrid fusion (at least the requested limit). */
   readonly hybridCandidatesMax: number
 
+  // --- forks -------------------------------------------------------------------------------------------------------
+  /**
+   * Events of a fork (its own and those of the forks it branched from) that one search through the fork ranks: they
+   * are not in the tenant's indexes, so each search reads, indexes and (semantic, hybrid) embeds them on the spot.
+   * A fork holding more is refused with `LimitExceeded` (use `mode: keyword`, which is cheap, or merge the fork).
+   */
+  readonly forkSearchEventsMax: number
+
   // --- indexing ----------------------------------------------------------------------------------------------------
   /** Events an indexer reads from one partition per step. */
   readonly indexPageEventsMax: number
@@ -128,6 +136,7 @@ export const defaults: SearchConfigShape = {
   vectorExactFilterDocsMax: 20_000,
   rrfK: 60,
   hybridCandidatesMax: 100,
+  forkSearchEventsMax: 10_000,
   indexPageEventsMax: 1_000,
   embedBatchTexts: 32,
   indexIdleWaitMs: 200,

@@ -81,7 +81,7 @@ describe("Search (memory log, hashing embedder)", () => {
     const fork = errorOf(await searchExit({ query: "x", fork: "f1" }))
     assert.strictEqual(fork._tag, "InvalidRequest")
     assert.strictEqual(fork.field, "fork")
-    assert.strictEqual(fork.message, "forks are not available yet")
+    assert.strictEqual(fork.message, "this node serves no forks")
     const over = errorOf(await searchExit({ query: "x", limit: 101 }))
     assert.deepInclude(over, { _tag: "LimitExceeded", limit: "hitsMax", max: 100, actual: 101 })
     assert.strictEqual(errorOf(await searchExit({ query: "  " })).field, "query")

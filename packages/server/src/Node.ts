@@ -87,13 +87,13 @@ export const layerFromConfig = (options: Options = {}): Layer.Layer<
       Layer.provideMerge(coldLayer(config)),
       Layer.provide(LogLive)
     )
-    // Search follows the engine's committed events; it is released before the engine, after the HTTP server.
-    // A bad search configuration is a start-up defect, like a bad `ChronosConfig`.
-    const EngineAndSearch = searchLayer(config, options.search).pipe(Layer.orDie, Layer.provideMerge(EngineLive))
-    // Consumer groups and projections run over the engine (and stop before it); their state is stored next to the log.
-    const Core = SubscriptionsHandlers.layerServices.pipe(Layer.provideMerge(EngineAndSearch))
     // Forks over the engine (closed before it). A node that cannot read its fork registry must not serve.
-    const CoreAndForks = forksLayer(config).pipe(Layer.orDie, Layer.provide(LogLive), Layer.provideMerge(Core))
+    const EngineAndForks = forksLayer(config).pipe(Layer.orDie, Layer.provide(LogLive), Layer.provideMerge(EngineLive))
+    // Search follows the engine's committed events (and reads forks for `fork` searches); it is released before the
+    // engine, after the HTTP server. A bad search configuration is a start-up defect, like a bad `ChronosConfig`.
+    const EngineAndSearch = searchLayer(config, options.search).pipe(Layer.orDie, Layer.provideMerge(EngineAndForks))
+    // Consumer groups and projections run over the engine (and stop before it); their state is stored next to the log.
+    const CoreAndForks = SubscriptionsHandlers.layerServices.pipe(Layer.provideMerge(EngineAndSearch))
     const { layer: Server, drain } = NodeServer.make(config, options)
     const Serve = HttpRouter.serve(HttpApp.layer, { disableLogger: true, disableListenLog: true })
     // Built last, once the routes are served: announces the node and exports only what callers use. Its
