@@ -171,6 +171,13 @@ export interface ChronosConfigShape {
   readonly segmentEventsMax: number
   /** Bytes of verified segment files a reader keeps in memory (the cold-read cache). */
   readonly segmentCacheBytesMax: number
+  /**
+   * Where segments and manifests live: `default` (plain files under `<dataDir>/segments/` with the file log, none
+   * otherwise), `local`, `nats` (NATS Object Store + KV buckets replicated like the log, at `natsUrls`), `none`.
+   */
+  readonly segmentStoreDriver: "default" | "local" | "nats" | "none"
+  /** Bound of one request of the NATS segment store (a put, get or manifest write). */
+  readonly segmentStoreTimeoutMs: number
 }
 
 export const defaults: ChronosConfigShape = {
@@ -239,7 +246,9 @@ export const defaults: ChronosConfigShape = {
   coldSealCheckIntervalMs: 10_000,
   segmentRowGroupRowsMax: 4_096,
   segmentEventsMax: 250_000,
-  segmentCacheBytesMax: 256 * 1_048_576
+  segmentCacheBytesMax: 256 * 1_048_576,
+  segmentStoreDriver: "default",
+  segmentStoreTimeoutMs: 30_000
 }
 
 export class ChronosConfig extends Context.Service<ChronosConfig, ChronosConfigShape>()("chronos/config/ChronosConfig") {
@@ -281,6 +290,9 @@ export const make = (overrides: Partial<ChronosConfigShape>): ChronosConfigShape
   }
   if (!["file", "jetstream", "memory"].includes(config.logDriver)) {
     throw new Error(`config logDriver must be file, jetstream or memory, got ${config.logDriver}`)
+  }
+  if (!["default", "local", "nats", "none"].includes(config.segmentStoreDriver)) {
+    throw new Error(`config segmentStoreDriver must be default, local, nats or none, got ${config.segmentStoreDriver}`)
   }
   if (config.eventBytesMax > config.commitBytesMax) {
     throw new Error("config eventBytesMax must not exceed commitBytesMax: one event must fit in one commit")

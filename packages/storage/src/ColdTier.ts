@@ -10,7 +10,8 @@
  * Seals of one partition are serialized (policy and on-demand share a per-partition lock).
  *
  * Layers: `ColdTier.layer` (over a provided `SegmentStore`), `layerLocal({ dataDir })` (embedded default: plain
- * Parquet files under `<dataDir>/segments/`), `layerMemory` (tests). Each provides both `ColdTier` and the engine's
+ * Parquet files under `<dataDir>/segments/`), `layerNats(…)` (cluster: NATS Object Store + KV, replicated like the
+ * log), `layerMemory` (tests). Each provides both `ColdTier` and the engine's
  * `ColdStore`; provide it to the engine's layer (`Engine.layerLocal`, `PartitionEntity.layerEngine`) and every
  * partition opened there loads from and seals to it.
  */
@@ -21,7 +22,8 @@ import { LogUnavailable } from "@chronos/engine/EventLog"
 import * as Manifest from "./Manifest.ts"
 import * as SegmentReader from "./SegmentReader.ts"
 import { type SealError, type SealReport, approxBytes, seal } from "./Sealer.ts"
-import { SegmentStore, type SegmentStoreShape } from "./SegmentStore.ts"
+import type * as NatsSegmentStore from "./internal/natsSegmentStore.ts"
+import { SegmentStore, type SegmentStoreError, type SegmentStoreShape } from "./SegmentStore.ts"
 
 export type ColdTierLimits = Pick<
   ChronosConfigShape,
@@ -57,6 +59,12 @@ export class ColdTier extends Context.Service<ColdTier, ColdTierShape>()("chrono
   /** Plain Parquet files under `<dataDir>/segments/` (embedded mode). */
   static readonly layerLocal = (options: { readonly dataDir: string }): Layer.Layer<ColdTier | ColdStore, never, ChronosConfig> =>
     ColdTier.layer.pipe(Layer.provide(SegmentStore.layerLocal(options)))
+
+  /** Segments in a NATS Object Store bucket, manifests in a NATS KV bucket (cluster mode; see `SegmentStore`). */
+  static readonly layerNats = (
+    options: NatsSegmentStore.Options
+  ): Layer.Layer<ColdTier | ColdStore, SegmentStoreError, ChronosConfig> =>
+    ColdTier.layer.pipe(Layer.provide(SegmentStore.layerNats(options)))
 
   /** Segments in process memory (tests). */
   static readonly layerMemory: Layer.Layer<ColdTier | ColdStore | SegmentStore, never, ChronosConfig> = ColdTier.layer.pipe(

@@ -8,10 +8,10 @@
  *
  *    A file is written to `<name>.tmp`, fsync'd, renamed into place and its directory fsync'd: a reader sees the
  *    whole file or none, and a put that returned survives a crash. The manifest is written the same way.
+ *  - `layerNats({ servers, replicas, … })`: the cluster driver (`internal/natsSegmentStore.ts`): segments in a NATS
+ *    Object Store bucket, one manifest per partition in a NATS KV bucket (written by compare-and-swap on its
+ *    revision), both replicated like the log, so the next owner of a partition finds what the last one sealed;
  *  - `layerMemory`: process memory (tests).
- *
- * The cluster driver (NATS Object Store for segments, KV for manifests, replicated like the log) is not built yet:
- * the interface is what it has to implement.
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import * as fs from "node:fs"
@@ -19,6 +19,7 @@ import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { Errors } from "@chronos/domain"
 import * as Manifest from "./Manifest.ts"
+import * as NatsSegmentStore from "./internal/natsSegmentStore.ts"
 
 /** The store cannot be read or written (I/O, permissions, space): retryable by an operator, not corruption. */
 export class SegmentStoreError extends Schema.TaggedError<SegmentStoreError>()("SegmentStoreError", {
@@ -29,13 +30,19 @@ export class SegmentStoreError extends Schema.TaggedError<SegmentStoreError>()("
 export const manifestFile = "MANIFEST.json"
 
 export interface SegmentStoreShape {
-  readonly driver: "local" | "memory"
+  readonly driver: "local" | "memory" | "nats"
   /** Where a file of a partition lives, for reports and errors (a path, or a bucket and key). */
   readonly location: (partition: number, file: string) => string
   /** Stores a segment durably; it is visible whole or not at all. */
   readonly put: (partition: number, file: string, bytes: Uint8Array) => Effect.Effect<void, SegmentStoreError>
-  /** A segment's bytes; `undefined` when there is no such file. */
-  readonly get: (partition: number, file: string) => Effect.Effect<Uint8Array | undefined, SegmentStoreError>
+  /**
+   * A segment's bytes; `undefined` when there is no such file. `CorruptData` when the store itself detects damage
+   * (the NATS object store checks its own digest); every other check is the reader's (see `SegmentReader`).
+   */
+  readonly get: (
+    partition: number,
+    file: string
+  ) => Effect.Effect<Uint8Array | undefined, SegmentStoreError | Errors.CorruptData>
   readonly remove: (partition: number, file: string) => Effect.Effect<void, SegmentStoreError>
   /** Names of the segment files of a partition (manifest excluded), sorted. */
   readonly list: (partition: number) => Effect.Effect<ReadonlyArray<string>, SegmentStoreError>
@@ -45,7 +52,10 @@ export interface SegmentStoreShape {
   readonly readManifest: (
     partition: number
   ) => Effect.Effect<Manifest.Manifest | undefined, SegmentStoreError | Errors.CorruptData>
-  /** Replaces the manifest atomically and durably. */
+  /**
+   * Replaces the manifest atomically and durably. The NATS driver replaces only the revision it last read or wrote
+   * (compare-and-swap) and fails with a `SegmentStoreError` when another writer got there first.
+   */
   readonly writeManifest: (partition: number, manifest: Manifest.Manifest) => Effect.Effect<void, SegmentStoreError>
 }
 
@@ -53,6 +63,12 @@ export class SegmentStore extends Context.Service<SegmentStore, SegmentStoreShap
   /** Plain files under `<dataDir>/segments/` (embedded mode). */
   static readonly layerLocal = (options: { readonly dataDir: string }): Layer.Layer<SegmentStore> =>
     Layer.sync(SegmentStore, () => makeLocal(options.dataDir))
+  /**
+   * The cluster driver: NATS Object Store (segments) and KV (manifests) buckets `<bucketPrefix>_SEGMENTS` and
+   * `<bucketPrefix>_MANIFESTS`, created when missing with `replicas` replicas, over a connection of its own.
+   */
+  static readonly layerNats = (options: NatsSegmentStore.Options): Layer.Layer<SegmentStore, SegmentStoreError> =>
+    Layer.effect(SegmentStore, NatsSegmentStore.make(options))
   /** Process memory; each build is an independent, empty store. */
   static readonly layerMemory: Layer.Layer<SegmentStore> = Layer.sync(SegmentStore, () => makeMemory())
 }
