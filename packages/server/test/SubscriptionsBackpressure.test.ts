@@ -5,14 +5,17 @@
  *
  * Method (robust on a small shared machine): one node (child process, memory log, so the disk does not add noise),
  * writers in this process; phases of the same length alternate without and with 4 stalled subscribers (each opened
- * from the start of a 12 000-event history and never read), in both orders, at least three of each (up to five while
- * the comparison is unsettled). Two measures:
- *  - writer throughput (appends/s, wall clock, best phase of each kind): what the requirement states. On a loaded
- *    machine it is noisy; when identical phases without subscribers differ by more than 25% among themselves, a
- *    10% comparison means nothing and only the next measure is asserted;
- *  - the node's CPU time per append (from /proc): what a stalled subscriber could steal from writers. It hardly
- *    depends on other load on the machine, so it is held to the same 10% strictly; and its resident memory, which
- *    must not grow by the history the stalled subscribers did not read.
+ * from the start of a 12 000-event history and never read), in both orders, at least three rounds of each (up to seven
+ * while the comparison is unsettled). Two measures:
+ *  - writer throughput (appends/s, wall clock, best phase of each kind): what the requirement states, within 10%;
+ *  - the node's CPU time per append (from /proc): what a stalled subscriber could steal from writers, within 10%:
+ *    the median, over rounds, of the ratio of two back-to-back phases;
+ *  - the node's resident memory, which must not grow by the history the stalled subscribers did not read, and a
+ *    reading subscriber that keeps receiving: asserted always.
+ * On a loaded machine the first two are noise (rates of identical phases differ by 2–6× when other test files run
+ * beside it; CPU per append moves with the rate, as group commit amortizes less at low rates): when identical phases
+ * without subscribers differ by more than 25% in rate, neither 10% comparison is made, and the test says so. The
+ * suite runs this file alone, after the others (vitest.config.ts), so that CI measures it.
  * (Checked against an unbounded window — `CHRONOS_SUBSCRIPTION_WINDOW_EVENTS_MAX=100000` — which fails both: 2.6×
  * the CPU per append and ~100 MB more memory.)
  * Stalled subscribers are opened before their phase starts, and the phase waits until the node is idle again: what
@@ -134,8 +137,13 @@ describe("backpressure", () => {
       await idle(pid)
       baseline.push(await measure())
     }
-    // Alternating, and in both orders, so that a trend in the machine's load favours neither kind.
-    for (let round = 0; round < 5; round++) {
+    // Alternating, and in both orders, so that a trend in the machine's load favours neither kind. Each round pairs
+    // a phase of each kind taken back to back; the median of the rounds' CPU ratios is what is compared, so one
+    // round disturbed by a neighbour process does not decide the result.
+    const cpuRatios: Array<number> = []
+    const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+    const perAppend = (x: Sample) => x.cpuMs / x.appends
+    for (let round = 0; round < 7; round++) {
       if (round % 2 === 0) {
         await without()
         await withStalled()
@@ -143,7 +151,8 @@ describe("backpressure", () => {
         await withStalled()
         await without()
       }
-      if (round >= 2 && best(stalled) >= 0.9 * best(baseline)) break
+      cpuRatios.push(perAppend(stalled.at(-1)!) / perAppend(baseline.at(-1)!))
+      if (round >= 2 && median(cpuRatios) <= 1.1 && best(stalled) >= 0.9 * best(baseline)) break
     }
     const spread = best(baseline) / Math.min(...baseline.map((x) => x.rate))
     const summary = {
@@ -155,20 +164,24 @@ describe("backpressure", () => {
         baseline: Number(cpuPerAppend(baseline).toFixed(3)),
         stalled: Number(cpuPerAppend(stalled).toFixed(3))
       },
+      cpuRatioPerRound: cpuRatios.map((r) => Number(r.toFixed(3))),
       rssGrowthMb: rss.map(Math.round)
     }
     console.log(JSON.stringify(summary))
-    const measurable = Number.isFinite(summary.cpuPerAppendMs.baseline) && summary.cpuPerAppendMs.baseline > 0
-    if (measurable) {
-      // What a stalled subscriber could take from writers: node CPU per append, within 10%.
-      assert.isAtMost(summary.cpuPerAppendMs.stalled, summary.cpuPerAppendMs.baseline * 1.1, JSON.stringify(summary))
-      // Bounded windows (256 events each) rather than the history: an unbounded buffer grows by ~100 MB here.
-      const median = [...rss].sort((a, b) => a - b)[Math.floor(rss.length / 2)]!
-      assert.isBelow(median, 25, JSON.stringify(summary))
+    // Bounded windows (256 events each) rather than the history: an unbounded buffer grows by ~100 MB here.
+    if (rss.some((x) => x !== 0)) assert.isBelow(median(rss), 25, JSON.stringify(summary))
+    // CPU per append also moves with the rate (group commit amortizes less at low rates): when identical phases
+    // without subscribers differ by more than 25% in rate, the machine is too busy for a 10% comparison of either.
+    const measurable = cpuRatios.every(Number.isFinite) && summary.cpuPerAppendMs.baseline > 0
+    const quiet = spread < 1.25
+    if (quiet) {
+      // Throughput within 10%: what the requirement states.
+      assert.isAtLeast(summary.rateRatio, 0.9, JSON.stringify(summary))
+      // What a stalled subscriber could take from writers: node CPU per append, within 10% (median of the rounds).
+      if (measurable) assert.isAtMost(median(cpuRatios), 1.1, JSON.stringify(summary))
+    } else {
+      console.log(`machine too busy for a 10% comparison (identical phases differ ${summary.baselineSpread}×): only memory and the reading subscriber were asserted`)
     }
-    // Throughput within 10% — unless the machine itself varies more than that between identical phases (then the
-    // CPU criterion above is what shows the stalled subscribers cost nothing).
-    if (!measurable || spread < 1.25) assert.isAtLeast(summary.rateRatio, 0.9, JSON.stringify(summary))
     reader.close()
     agent.destroy()
     node.child.kill("SIGTERM")
