@@ -9,21 +9,40 @@
  *    and a per-attempt timeout;
  *  - errors: declared errors pass through as the domain's tagged values (their HTTP field locations such as
  *    `query.limit` mapped back to SDK argument names); a transport failure or a response the API does not declare
- *    (a proxy's 502 page, an undeclared status) becomes `Unavailable`.
+ *    (a proxy's 502 page, an undeclared status) becomes `Unavailable` — except the 404 `ForkNotFound` that stream
+ *    and query endpoints answer for `?fork=` without declaring it (see `Api`), recognised by its body;
+ *  - `?fork=` on the append, whose endpoint declares no query: set on the request by the HTTP client from the
+ *    `RequestFork` reference of the calling fiber;
+ *  - subscriptions: the SSE stream of the generated client, resumed across dropped connections by
+ *    `resumingSubscription.ts`.
  */
-import { Duration, Effect, Random, Schedule, Schema } from "effect"
-import { HttpClientError } from "effect/http"
+import { Context, Duration, Effect, Random, Schedule, Schema, Stream } from "effect"
+import { defaults as configDefaults } from "@chronos/config"
+import { HttpClient, HttpClientError, HttpClientRequest } from "effect/http"
 import { HttpApiClient } from "effect/http-api"
-import { Api, Errors, type Event } from "@chronos/domain"
-import type { ChronosClientShape } from "../ChronosClient.ts"
+import { Api, Errors, type Event, Fork, SearchApi, SubscriptionsApi } from "@chronos/domain"
+import type { ChronosClientShape, SubscriptionError, SubscriptionItem } from "../ChronosClient.ts"
+import * as ResumingSubscription from "./resumingSubscription.ts"
 import {
   checkStream,
   checkTenant,
+  decodeAck,
   decodeAppend,
+  decodeAppendOptions,
+  decodeCreateConsumer,
+  decodeCreateFork,
+  decodeDefineProjection,
+  decodeLimitOptions,
+  decodeMergeRequest,
+  decodeNack,
+  decodeNextOptions,
   decodePartitionReadOptions,
   decodeQueryOptions,
   decodeReadOptions,
+  decodeReplay,
+  decodeSearchRequest,
   decodeStateOptions,
+  decodeSubscribeOptions,
   isInvalid
 } from "./validation.ts"
 import { uuidV4 } from "./uuid.ts"
@@ -39,14 +58,28 @@ export interface HttpOptions {
   readonly retryDelayMaxMs?: number | undefined
   /** How long one attempt may take before it counts as a transient failure. */
   readonly requestTimeoutMs?: number | undefined
+  /** Consecutive reconnects of a subscription that deliver nothing before it fails (`subscribeReconnectsMax`). */
+  readonly subscribeReconnectsMax?: number | undefined
+  /** Delay before the first reconnect of a subscription, doubled after each (`subscribeReconnectDelayMs`). */
+  readonly subscribeReconnectDelayMs?: number | undefined
+  /** Upper bound of one reconnect delay (`subscribeReconnectDelayMsMax`). */
+  readonly subscribeReconnectDelayMsMax?: number | undefined
 }
 
 export const defaults = {
   retriesMax: 5,
   retryBaseDelayMs: 50,
   retryDelayMaxMs: 2_000,
-  requestTimeoutMs: 30_000
+  requestTimeoutMs: 30_000,
+  subscribeReconnectsMax: configDefaults.subscribeReconnectsMax,
+  subscribeReconnectDelayMs: configDefaults.subscribeReconnectDelayMs,
+  subscribeReconnectDelayMsMax: configDefaults.subscribeReconnectDelayMsMax
 } as const
+
+/** The fork the append being sent addresses (its endpoint has no declared query to carry `?fork=`). */
+const RequestFork = Context.Reference<string | undefined>("chronos/client/http/RequestFork", {
+  defaultValue: () => undefined
+})
 
 type Known =
   | Errors.WrongExpectedVersion
@@ -55,11 +88,49 @@ type Known =
   | Errors.Unavailable
   | Errors.StreamNotFound
   | Errors.CorruptData
+  | Fork.ForkNotFound
+  | Fork.ForkMergeConflict
+  | SearchApi.EmbedderMismatch
+  | SubscriptionsApi.ConsumerGroupNotFound
+  | SubscriptionsApi.ProjectionNotFound
+  | SubscriptionsApi.DefinitionConflict
 
-const isKnown = (u: unknown): u is Known =>
-  u instanceof Errors.WrongExpectedVersion || u instanceof Errors.InvalidRequest ||
-  u instanceof Errors.LimitExceeded || u instanceof Errors.Unavailable || u instanceof Errors.StreamNotFound ||
-  u instanceof Errors.CorruptData
+const knownClasses = [
+  Errors.WrongExpectedVersion,
+  Errors.InvalidRequest,
+  Errors.LimitExceeded,
+  Errors.Unavailable,
+  Errors.StreamNotFound,
+  Errors.CorruptData,
+  Fork.ForkNotFound,
+  Fork.ForkMergeConflict,
+  SearchApi.EmbedderMismatch,
+  SubscriptionsApi.ConsumerGroupNotFound,
+  SubscriptionsApi.ProjectionNotFound,
+  SubscriptionsApi.DefinitionConflict
+] as const
+
+const isKnown = (u: unknown): u is Known => knownClasses.some((c) => u instanceof c)
+
+const decodeForkNotFound = Schema.decodeUnknownOption(Fork.ForkNotFound)
+
+/**
+ * The 404 `ForkNotFound` of a stream or query endpoint addressed with `?fork=`: undeclared there, so the generated
+ * client reports an undeclared status; its body says which fork.
+ */
+const forkNotFound = (error: unknown): Effect.Effect<Fork.ForkNotFound | undefined> => {
+  if (!HttpClientError.isHttpClientError(error)) return Effect.succeed(undefined)
+  const reason = error.reason
+  if (reason._tag !== "DecodeError" && reason._tag !== "StatusCodeError") return Effect.succeed(undefined)
+  if (reason.response.status !== 404) return Effect.succeed(undefined)
+  return reason.response.json.pipe(
+    Effect.map((body) => {
+      const decoded = decodeForkNotFound(body)
+      return decoded._tag === "Some" ? decoded.value : undefined
+    }),
+    Effect.orElseSucceed(() => undefined)
+  )
+}
 
 /** `query.limit` → `limit`, `params.tenant` → `tenant`: the SDK names fields by its own arguments in both modes. */
 const sdkField = (field: string) => field.replace(/^(query|params)\./, "")
@@ -125,7 +196,15 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
   const baseDelay = Duration.millis(options.retryBaseDelayMs ?? defaults.retryBaseDelayMs)
   const maxDelay = Duration.millis(options.retryDelayMaxMs ?? defaults.retryDelayMaxMs)
   const timeout = Duration.millis(options.requestTimeoutMs ?? defaults.requestTimeoutMs)
-  const client = yield* HttpApiClient.make(Api.ChronosApi, { baseUrl: options.url })
+  const client = yield* HttpApiClient.make(Api.ChronosApi, {
+    baseUrl: options.url,
+    transformClient: HttpClient.mapRequestEffect((request) =>
+      Effect.map(Effect.service(RequestFork), (fork) =>
+        fork === undefined ? request : HttpClientRequest.setUrlParam(request, "fork", fork)))
+  })
+  const reconnectsMax = options.subscribeReconnectsMax ?? defaults.subscribeReconnectsMax
+  const reconnectDelayMs = options.subscribeReconnectDelayMs ?? defaults.subscribeReconnectDelayMs
+  const reconnectDelayMsMax = options.subscribeReconnectDelayMsMax ?? defaults.subscribeReconnectDelayMsMax
 
   const backoff = Schedule.exponential(baseDelay).pipe(
     Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, maxDelay))),
@@ -142,10 +221,19 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
    */
   const call = <A, E>(attempt: Effect.Effect<A, E>): Effect.Effect<A, Exclude<E, Transport> | Errors.Unavailable> =>
     attempt.pipe(
-      Effect.mapError((error) => toSdkError(error) as Exclude<E, Transport> | Errors.Unavailable),
+      Effect.catch((error) =>
+        Effect.flatMap(forkNotFound(error), (notFound) =>
+          Effect.fail((notFound ?? toSdkError(error)) as Exclude<E, Transport> | Errors.Unavailable))),
       Effect.timeoutOrElse({ duration: timeout, orElse: timedOut }),
       Effect.retry({ schedule: backoff, times: retriesMax, while: (error) => isRetryable(error as Known) })
     )
+
+  /** `call` of a request that may address a fork: it may also fail with the fork's `ForkNotFound`. */
+  const callFork = <A, E>(attempt: Effect.Effect<A, E>, fork: string | undefined) =>
+    call(fork === undefined ? attempt : Effect.provideService(attempt, RequestFork, fork)) as Effect.Effect<
+      A,
+      Exclude<E, Transport> | Errors.Unavailable | Fork.ForkNotFound
+    >
 
   /** For endpoints that declare no error of their own (only the validation middleware's, which they never raise). */
   const onlyUnavailable = <A>(effect: Effect.Effect<A, Known>): Effect.Effect<A, Errors.Unavailable> =>
@@ -168,27 +256,53 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
   const ids = (tenant: string, stream?: string) =>
     checkTenant(tenant) ?? (stream === undefined ? undefined : checkStream(stream))
 
-  const shape: ChronosClientShape = {
-    append: (tenant, stream, request) => {
+  /** Path segments other than the tenant go into a URL: only non-empty ones without `/` (the server checks the rest). */
+  const segment = (field: string, value: string): Errors.InvalidRequest | undefined =>
+    value !== "" && !/[/?#]/.test(value) && value !== "." && value !== ".."
+      ? undefined
+      : new Errors.InvalidRequest({ field, message: `invalid ${field}: ${JSON.stringify(value).slice(0, 300)}` })
+
+  const withFork = <A, E>(
+    tenant: string,
+    forkId: string,
+    f: (params: { readonly tenant: string; readonly forkId: string }) => Effect.Effect<A, E>
+  ) => {
+    const invalid = ids(tenant) ?? segment("forkId", forkId)
+    return invalid !== undefined ? Effect.fail(invalid) : f({ tenant, forkId })
+  }
+
+  const withName = <A, E>(
+    tenant: string,
+    name: string,
+    f: (params: { readonly tenant: string; readonly name: string }) => Effect.Effect<A, E>
+  ) => {
+    const invalid = ids(tenant) ?? segment("name", name)
+    return invalid !== undefined ? Effect.fail(invalid) : f({ tenant, name })
+  }
+
+  const shape = {
+    append: (tenant: string, stream: string, request: unknown, options: unknown = {}) => {
       const invalid = ids(tenant, stream)
       if (invalid !== undefined) return Effect.fail(invalid)
       const decoded = decodeAppend(request)
       if (isInvalid(decoded)) return Effect.fail(decoded)
+      const o = decodeAppendOptions(options)
+      if (isInvalid(o)) return Effect.fail(o)
       // Ids are fixed here, once: every retry below sends the same events.
       const payload = withIds(decoded)
-      return call(client.streams.append({ params: { tenant, stream }, payload }))
+      return callFork(client.streams.append({ params: { tenant, stream }, payload }), o.fork)
     },
 
-    read: (tenant, stream, options = {}) => {
+    read: (tenant: string, stream: string, options: unknown = {}) => {
       const invalid = ids(tenant, stream)
       if (invalid !== undefined) return Effect.fail(invalid)
       const o = decodeReadOptions(options)
       if (isInvalid(o)) return Effect.fail(o)
-      const query = queryOf({ fromVersion: o.fromVersion, limit: o.limit, direction: o.direction, asOf: o.asOf })
-      return Effect.map(call(client.streams.read({ params: { tenant, stream }, query })), (result) => result.events)
+      const query = queryOf({ fromVersion: o.fromVersion, limit: o.limit, direction: o.direction, asOf: o.asOf, fork: o.fork })
+      return Effect.map(callFork(client.streams.read({ params: { tenant, stream }, query }), o.fork), (result) => result.events)
     },
 
-    query: (tenant, options = {}) => {
+    query: (tenant: string, options: unknown = {}) => {
       const invalid = ids(tenant)
       if (invalid !== undefined) return Effect.fail(invalid)
       const o = decodeQueryOptions(options)
@@ -199,36 +313,165 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
         until: o.until,
         asOf: o.asOf,
         limit: o.limit,
-        after: o.after
+        after: o.after,
+        fork: o.fork
       })
-      return call(client.queries.events({ params: { tenant }, query }))
+      return callFork(client.queries.events({ params: { tenant }, query }), o.fork)
     },
 
-    readPartition: (tenant, partition, options = {}) => {
+    readPartition: (tenant: string, partition: number, options: unknown = {}) => {
       const invalid = ids(tenant)
       if (invalid !== undefined) return Effect.fail(invalid)
       const o = decodePartitionReadOptions(options)
       if (isInvalid(o)) return Effect.fail(o)
-      const query = queryOf({ fromSeq: o.fromSeq, types: o.types, asOf: o.asOf, limit: o.limit })
+      const query = queryOf({ fromSeq: o.fromSeq, types: o.types, asOf: o.asOf, limit: o.limit, fork: o.fork })
       return Effect.map(
-        call(client.queries.partitionEvents({ params: { tenant, partition: String(partition) }, query })),
+        callFork(client.queries.partitionEvents({ params: { tenant, partition: String(partition) }, query }), o.fork),
         (result) => result.events
       )
     },
 
-    state: (tenant, stream, options = {}) => {
+    state: (tenant: string, stream: string, options: unknown = {}) => {
       const invalid = ids(tenant, stream)
       if (invalid !== undefined) return Effect.fail(invalid)
       const o = decodeStateOptions(options)
       if (isInvalid(o)) return Effect.fail(o)
       if (o.reducer !== undefined && typeof o.reducer !== "string") return Effect.fail(functionReducerOverHttp)
-      const query = queryOf({ reducer: o.reducer, asOf: o.asOf })
-      return call(client.streams.state({ params: { tenant, stream }, query }))
+      const query = queryOf({ reducer: o.reducer, asOf: o.asOf, fork: o.fork })
+      return callFork(client.streams.state({ params: { tenant, stream }, query }), o.fork)
     },
 
     partitions: () => onlyUnavailable(Effect.map(call(client.partitions()), (result) => result.partitions)),
 
-    health: () => onlyUnavailable(call(client.health()))
-  }
-  return shape
+    health: () => onlyUnavailable(call(client.health())),
+
+    search: (tenant, request) => {
+      const invalid = ids(tenant)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      const payload = decodeSearchRequest(request)
+      if (isInvalid(payload)) return Effect.fail(payload)
+      return Effect.map(call(client.search.search({ params: { tenant }, payload })), (result) => result.hits)
+    },
+
+    searchStatus: (tenant) => {
+      const invalid = ids(tenant)
+      return invalid !== undefined ? Effect.fail(invalid) : call(client.search.status({ params: { tenant } }))
+    },
+
+    forks: {
+      create: (tenant, request) => {
+        const invalid = ids(tenant)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        const payload = decodeCreateFork(request)
+        return isInvalid(payload) ? Effect.fail(payload) : call(client.forks.create({ params: { tenant }, payload }))
+      },
+      list: (tenant) => {
+        const invalid = ids(tenant)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        return Effect.map(call(client.forks.list({ params: { tenant } })), (result) => result.forks)
+      },
+      get: (tenant, forkId) => withFork(tenant, forkId, (params) => call(client.forks.get({ params }))),
+      diff: (tenant, forkId) => withFork(tenant, forkId, (params) => call(client.forks.diff({ params }))),
+      merge: (tenant, forkId, options = {}) => {
+        const payload = decodeMergeRequest(options)
+        if (isInvalid(payload)) return Effect.fail(payload)
+        return withFork(tenant, forkId, (params) => call(client.forks.merge({ params, payload })))
+      },
+      discard: (tenant, forkId) => withFork(tenant, forkId, (params) => call(client.forks.discard({ params })))
+    },
+
+    subscribe: (tenant, options = {}) => {
+      const invalid = ids(tenant)
+      if (invalid !== undefined) return Stream.fail(invalid)
+      const o = decodeSubscribeOptions(options)
+      if (isInvalid(o)) return Stream.fail(o)
+      const query = queryOf({ from: o.from, types: o.types, stream: o.stream, streamPrefix: o.streamPrefix })
+      return ResumingSubscription.make({
+        connect: (lastEventId) =>
+          Stream.unwrap(
+            // Only opening the connection is timed and retried here: the stream then lasts as long as it is read.
+            call(client.subscriptions.subscribe({
+              params: { tenant },
+              query,
+              headers: lastEventId === undefined ? {} : { "last-event-id": lastEventId }
+            }))
+          ).pipe(Stream.mapError(toSdkError)),
+        isRetryable: (error) => isRetryable(error),
+        reconnectsMax,
+        delayMs: reconnectDelayMs,
+        delayMsMax: reconnectDelayMsMax
+      }) as Stream.Stream<SubscriptionItem, SubscriptionError>
+    },
+
+    consumers: {
+      create: (tenant, name, request = {}) => {
+        const payload = decodeCreateConsumer(request)
+        if (isInvalid(payload)) return Effect.fail(payload)
+        return withName(tenant, name, (params) => call(client.subscriptions.createConsumer({ params, payload })))
+      },
+      get: (tenant, name) => withName(tenant, name, (params) => call(client.subscriptions.consumer({ params }))),
+      list: (tenant) => {
+        const invalid = ids(tenant)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        return Effect.map(call(client.subscriptions.listConsumers({ params: { tenant } })), (result) => result.names)
+      },
+      next: (tenant, name, options = {}) => {
+        const o = decodeNextOptions(options)
+        if (isInvalid(o)) return Effect.fail(o)
+        const query = queryOf({ max: o.max, waitMs: o.waitMs })
+        return withName(tenant, name, (params) =>
+          Effect.map(
+            call(client.subscriptions.next({ params, query })),
+            (result) => result.deliveries
+          ))
+      },
+      ack: (tenant, name, ackIds) => {
+        const payload = decodeAck({ ids: ackIds })
+        if (isInvalid(payload)) return Effect.fail(payload)
+        return withName(tenant, name, (params) => call(client.subscriptions.ack({ params, payload })))
+      },
+      nack: (tenant, name, nackIds, options = {}) => {
+        const payload = decodeNack({ ids: nackIds, delayMs: options.delayMs })
+        if (isInvalid(payload)) return Effect.fail(payload)
+        return withName(tenant, name, (params) => call(client.subscriptions.nack({ params, payload })))
+      },
+      parked: (tenant, name, options = {}) => {
+        const o = decodeLimitOptions(options)
+        if (isInvalid(o)) return Effect.fail(o)
+        const query = queryOf({ limit: o.limit })
+        return withName(tenant, name, (params) =>
+          Effect.map(call(client.subscriptions.parked({ params, query })), (result) => result.parked))
+      },
+      replayParked: (tenant, name, replayIds) => {
+        const payload = decodeReplay({ ids: replayIds })
+        if (isInvalid(payload)) return Effect.fail(payload)
+        return withName(tenant, name, (params) => call(client.subscriptions.replayParked({ params, payload })))
+      }
+    },
+
+    projections: {
+      define: (tenant, name, request) => {
+        const payload = decodeDefineProjection(request)
+        if (isInvalid(payload)) return Effect.fail(payload)
+        return withName(tenant, name, (params) => call(client.subscriptions.defineProjection({ params, payload })))
+      },
+      get: (tenant, name) => withName(tenant, name, (params) => call(client.subscriptions.projection({ params }))),
+      state: (tenant, name, key) =>
+        withName(tenant, name, (params) =>
+          call(client.subscriptions.projectionState({ params, query: queryOf({ key }) }))),
+      list: (tenant) => {
+        const invalid = ids(tenant)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        return Effect.map(call(client.subscriptions.listProjections({ params: { tenant } })), (result) => result.names)
+      },
+      start: (tenant, name) => withName(tenant, name, (params) => call(client.subscriptions.startProjection({ params }))),
+      stop: (tenant, name) => withName(tenant, name, (params) => call(client.subscriptions.stopProjection({ params }))),
+      reset: (tenant, name) => withName(tenant, name, (params) => call(client.subscriptions.resetProjection({ params }))),
+      rebuild: (tenant, name) =>
+        withName(tenant, name, (params) => call(client.subscriptions.rebuildProjection({ params })))
+    }
+  } satisfies Omit<ChronosClientShape, "append" | "read" | "query" | "readPartition" | "state"> & Record<string, unknown>
+  // The stream methods are overloaded on `fork` (the error type widens with `ForkNotFound` only when a fork is named);
+  // one implementation serves every overload.
+  return shape as unknown as ChronosClientShape
 })

@@ -12,7 +12,7 @@
  * The property test in `test/validation.test.ts` checks "fast accepts ⇒ schema accepts" on generated inputs.
  */
 import { Exit, Schema, SchemaIssue } from "effect"
-import { Errors, Event, Ids } from "@chronos/domain"
+import { Errors, Event, Fork, Ids, SearchApi, SubscriptionsApi } from "@chronos/domain"
 
 const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
 
@@ -184,7 +184,8 @@ export const ReadOptions = Schema.Struct({
   fromVersion: opt(Schema.Int),
   limit: opt(Schema.Int),
   direction: opt(Schema.Literals(["forward", "backward"])),
-  asOf: opt(Schema.String)
+  asOf: opt(Schema.String),
+  fork: opt(Schema.String)
 })
 
 export const QueryOptions = Schema.Struct({
@@ -193,26 +194,72 @@ export const QueryOptions = Schema.Struct({
   until: opt(Schema.String),
   asOf: opt(Schema.String),
   limit: opt(Schema.Int),
-  after: opt(Schema.String)
+  after: opt(Schema.String),
+  fork: opt(Schema.String)
 })
 
 export const PartitionReadOptions = Schema.Struct({
   fromSeq: opt(Schema.Int),
   types: opt(Schema.Array(Schema.String)),
   asOf: opt(Schema.String),
-  limit: opt(Schema.Int)
+  limit: opt(Schema.Int),
+  fork: opt(Schema.String)
 })
 
 /** `reducer` is a name or (embedded mode) a reducer object; checked by the caller. */
 export const StateOptions = Schema.Struct({
   reducer: opt(Schema.Unknown),
-  asOf: opt(Schema.String)
+  asOf: opt(Schema.String),
+  fork: opt(Schema.String)
 })
 
 export const decodeReadOptions = decoder(ReadOptions)
 export const decodeQueryOptions = decoder(QueryOptions)
 export const decodePartitionReadOptions = decoder(PartitionReadOptions)
 export const decodeStateOptions = decoder(StateOptions)
+
+export const AppendOptions = Schema.Struct({ fork: opt(Schema.String) })
+export const decodeAppendOptions = decoder(AppendOptions)
+
+// ---- requests of search, forks, subscriptions, groups and projections ----------------------------------------------
+
+/**
+ * The SDK accepts `undefined` for an absent key, the wire schemas do not (`optionalKey`): drop such keys, then decode
+ * with the very schema the server decodes the body with, so both modes accept and reject the same requests.
+ */
+const withoutUndefined = (input: unknown): unknown => {
+  if (!isPlainObject(input)) return input
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(input)) if (input[key] !== undefined) out[key] = input[key]
+  return out
+}
+
+const wireDecoder = <S extends Schema.Top & { readonly DecodingServices: never }>(schema: S, prefix?: string) => {
+  const decode = decoder(schema, prefix)
+  return (input: unknown): S["Type"] | Errors.InvalidRequest => decode(withoutUndefined(input))
+}
+
+export const decodeSearchRequest = wireDecoder(SearchApi.SearchRequest)
+export const decodeCreateFork = wireDecoder(Fork.CreateForkRequest)
+export const decodeMergeRequest = wireDecoder(Fork.MergeRequest)
+export const decodeCreateConsumer = wireDecoder(SubscriptionsApi.CreateConsumerRequest)
+export const decodeAck = wireDecoder(SubscriptionsApi.AckRequest)
+export const decodeNack = wireDecoder(SubscriptionsApi.NackRequest)
+export const decodeReplay = wireDecoder(SubscriptionsApi.ReplayRequest)
+export const decodeDefineProjection = wireDecoder(SubscriptionsApi.DefineProjectionRequest)
+
+export const SubscribeOptions = Schema.Struct({
+  from: opt(Schema.String),
+  types: opt(Schema.Array(Schema.String)),
+  stream: opt(Schema.String),
+  streamPrefix: opt(Schema.String)
+})
+export const decodeSubscribeOptions = decoder(SubscribeOptions)
+
+export const NextOptions = Schema.Struct({ max: opt(Schema.Int), waitMs: opt(Schema.Int) })
+export const decodeNextOptions = decoder(NextOptions)
+export const LimitOptions = Schema.Struct({ limit: opt(Schema.Int) })
+export const decodeLimitOptions = decoder(LimitOptions)
 
 export const isInvalid = (u: unknown): u is Errors.InvalidRequest => u instanceof Errors.InvalidRequest
 
