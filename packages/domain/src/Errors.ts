@@ -42,11 +42,16 @@ export class Unavailable extends Schema.TaggedError<Unavailable>()(
   { httpApiStatus: 503 }
 ) {}
 
-/** Stored data failed its checksum; it is never served silently. */
+/**
+ * Stored data failed its checksum (a sealed segment, a log record): it is never served silently. `location` names
+ * the damaged file (segment, log file and byte). HTTP 502: the node's own storage answered it with invalid data —
+ * like a gateway whose upstream did — which neither the request (4xx) nor a retry (503 `Unavailable`) can fix; the
+ * `_tag` tells it apart from a proxy's 502. Reads that do not need the damaged data are unaffected.
+ */
 export class CorruptData extends Schema.TaggedError<CorruptData>()(
   "CorruptData",
   { location: Schema.String, message: Schema.String },
-  { httpApiStatus: 500 }
+  { httpApiStatus: 502 }
 ) {}
 
 export type AppendError = WrongExpectedVersion | InvalidRequest | LimitExceeded | Unavailable

@@ -14,7 +14,7 @@ import { HttpApi, HttpApiBuilder } from "effect/http-api"
 import { Api as DomainApi, type Errors, Fork } from "@chronos/domain"
 import { Engine, type EngineShape } from "@chronos/engine/Engine"
 import { Forks } from "@chronos/engine/Forks"
-import { locate, optionalInt, requiredInt, typeList } from "./internal/httpInput.ts"
+import { locate, optionalInt, requiredInt, surfaceCorrupt, typeList } from "./internal/httpInput.ts"
 import * as StreamRoutes from "./internal/streamRoutes.ts"
 
 /**
@@ -87,12 +87,13 @@ export const StreamsHandlers = HttpApiBuilder.group(
             Effect.map(StreamRoutes.append(engine, params.tenant, params.stream, payload), ok)),
         options: { uninterruptible: true }
       },
+      // Reads of a partition whose stored data is damaged answer a typed `CorruptData` (see `surfaceCorrupt`).
       read: ({ params, query }) =>
         on(params.tenant, query.fork, (engine) =>
-          Effect.map(StreamRoutes.read(engine, params.tenant, params.stream, query), ok)),
+          surfaceCorrupt(Effect.map(StreamRoutes.read(engine, params.tenant, params.stream, query), ok))),
       state: ({ params, query }) =>
         on(params.tenant, query.fork, (engine) =>
-          locate(engine.state(params.tenant, params.stream, query.reducer, query.asOf)))
+          surfaceCorrupt(locate(engine.state(params.tenant, params.stream, query.reducer, query.asOf))))
     })
   })
 )
@@ -105,7 +106,7 @@ export const QueriesHandlers = HttpApiBuilder.group(
     const on = yield* onEngine()
     return handlers.handleAll({
       events: ({ params, query }) =>
-        on(params.tenant, query.fork, (engine) => locate(Effect.flatMap(optionalInt(query.limit, "query.limit"), (limit) =>
+        on(params.tenant, query.fork, (engine) => surfaceCorrupt(locate(Effect.flatMap(optionalInt(query.limit, "query.limit"), (limit) =>
           Effect.map(
             engine.query(params.tenant, {
               types: typeList(query.types),
@@ -116,9 +117,9 @@ export const QueriesHandlers = HttpApiBuilder.group(
               after: query.after
             }),
             (page) => ok(StreamRoutes.readResultJson(page.events, page.next))
-          )))),
+          ))))),
       partitionEvents: ({ params, query }) =>
-        on(params.tenant, query.fork, (engine) => locate(Effect.flatMap(
+        on(params.tenant, query.fork, (engine) => surfaceCorrupt(locate(Effect.flatMap(
           Effect.all([
             requiredInt(params.partition, "params.partition"),
             optionalInt(query.fromSeq, "query.fromSeq"),
@@ -134,7 +135,7 @@ export const QueriesHandlers = HttpApiBuilder.group(
               }),
               (events) => ok(StreamRoutes.readResultJson(events))
             )
-        )))
+        ))))
     })
   })
 )

@@ -1,0 +1,123 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, ManagedRuntime } from "effect"
+import { HttpServer } from "effect/http"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { ChronosClient } from "@chronos/client"
+import { ChronosConfig } from "@chronos/config"
+import { Errors } from "@chronos/domain"
+import * as Node from "@chronos/server/Node"
+import { listFiles, smallLimits, tempDir } from "./support.ts"
+
+const startNode = (dataDir: string) =>
+  Effect.promise(async () => {
+    const runtime = ManagedRuntime.make(
+      Node.layerFromConfig().pipe(
+        Layer.provideMerge(ChronosConfig.layer({ ...smallLimits, httpHost: "127.0.0.1", httpPort: 0, logDriver: "file", dataDir }))
+      )
+    )
+    const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (s) => s.address))
+    if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
+    return { url: `http://127.0.0.1:${address.port}`, stop: () => runtime.dispose() }
+  })
+
+const call = (url: string, method: string, body?: unknown) =>
+  Effect.promise(async () => {
+    const res = await fetch(url, {
+      method,
+      headers: { "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) })
+    })
+    const text = await res.text()
+    return { status: res.status, body: (text === "" ? undefined : JSON.parse(text)) as any }
+  })
+
+describe("CorruptData over HTTP", () => {
+  it.live("one flipped byte in a segment: reads of its partition are a typed 502 CorruptData (HTTP and SDK); other reads are unchanged", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir("chronos-corrupt-http-")
+      const node = yield* startNode(dataDir)
+      const partitionOf = new Map<string, number>()
+      for (let i = 0; i < 80; i++) {
+        const stream = `order-${i % 12}`
+        const r = yield* call(`${node.url}/v1/tenants/acme/streams/${stream}/events`, "POST", {
+          events: [{ type: "Placed", data: { i, note: "payload ".repeat(5) } }]
+        })
+        assert.strictEqual(r.status, 200)
+        partitionOf.set(stream, r.body.positions[0].partition)
+      }
+      assert.strictEqual((yield* call(`${node.url}/v1/admin/seal`, "POST")).status, 200)
+      // A hot tail after the sealed range.
+      for (let i = 0; i < 12; i++) {
+        assert.strictEqual((yield* call(`${node.url}/v1/tenants/acme/streams/order-${i}/events`, "POST", {
+          events: [{ type: "Paid", data: { i } }]
+        })).status, 200)
+      }
+      const streams = [...partitionOf.keys()]
+      const before = new Map<string, unknown>()
+      for (const s of streams) before.set(s, (yield* call(`${node.url}/v1/tenants/acme/streams/${s}/events?limit=1000`, "GET")).body)
+      yield* Effect.promise(() => node.stop())
+
+      // Damage one byte in the middle of the segment of the partition holding order-0.
+      const damaged = partitionOf.get("order-0")!
+      const segment = listFiles(path.join(dataDir, "segments"), ".parquet")
+        .find((f) => f.includes(`${path.sep}p${String(damaged).padStart(3, "0")}${path.sep}`))!
+      const fd = fs.openSync(segment, "r+")
+      const offset = Math.floor(fs.statSync(segment).size / 2)
+      const b = Buffer.alloc(1)
+      fs.readSync(fd, b, 0, 1, offset)
+      b[0] = b[0]! ^ 0x01
+      fs.writeSync(fd, b, 0, 1, offset)
+      fs.closeSync(fd)
+
+      const again = yield* startNode(dataDir)
+      const damagedStreams = streams.filter((s) => partitionOf.get(s) === damaged)
+      const healthyStreams = streams.filter((s) => partitionOf.get(s) !== damaged)
+      assert.isNotEmpty(healthyStreams)
+      const expectCorrupt = (r: { status: number; body: any }, what: string) => {
+        assert.strictEqual(r.status, 502, `${what}: ${JSON.stringify(r.body)}`)
+        assert.strictEqual(r.body._tag, "CorruptData", what)
+        assert.include(r.body.location, segment, what)
+        assert.include(r.body.message, "sha256", what)
+      }
+      for (const s of damagedStreams) {
+        // The direct path (a plain read) and HttpApi (an escaped query) answer alike.
+        expectCorrupt(yield* call(`${again.url}/v1/tenants/acme/streams/${s}/events?limit=1000`, "GET"), `read ${s}`)
+        expectCorrupt(
+          yield* call(`${again.url}/v1/tenants/acme/streams/${s}/events?asOf=2999-01-01T00%3A00%3A00Z`, "GET"),
+          `read ${s} asOf`
+        )
+        expectCorrupt(yield* call(`${again.url}/v1/tenants/acme/streams/${s}/state`, "GET"), `state ${s}`)
+      }
+      expectCorrupt(yield* call(`${again.url}/v1/tenants/acme/partitions/${damaged}/events`, "GET"), "partition read")
+      // A tenant-wide query needs every partition: it cannot be answered whole, so it is not answered.
+      expectCorrupt(yield* call(`${again.url}/v1/tenants/acme/events?limit=1000`, "GET"), "tenant query")
+      for (const s of healthyStreams) {
+        const r = yield* call(`${again.url}/v1/tenants/acme/streams/${s}/events?limit=1000`, "GET")
+        assert.strictEqual(r.status, 200)
+        assert.deepStrictEqual(r.body, before.get(s))
+      }
+      for (let p = 0; p < smallLimits.partitions; p++) {
+        if (p === damaged) continue
+        assert.strictEqual((yield* call(`${again.url}/v1/tenants/acme/partitions/${p}/events`, "GET")).status, 200)
+      }
+
+      // The SDK decodes it as the typed error (not retried, not an Unavailable).
+      const client = ManagedRuntime.make(ChronosClient.layerHttp({ url: again.url, retriesMax: 0 }))
+      const error = yield* Effect.promise(() =>
+        client.runPromise(Effect.flip(Effect.gen(function*() {
+          return yield* (yield* ChronosClient).read("acme", damagedStreams[0]!)
+        })))
+      )
+      assert.instanceOf(error, Errors.CorruptData)
+      assert.include((error as Errors.CorruptData).location, segment)
+      const fine = yield* Effect.promise(() =>
+        client.runPromise(Effect.gen(function*() {
+          return yield* (yield* ChronosClient).read("acme", healthyStreams[0]!, { limit: 1000 })
+        }))
+      )
+      assert.deepStrictEqual(fine, (before.get(healthyStreams[0]!) as any).events)
+      yield* Effect.promise(() => client.dispose())
+      yield* Effect.promise(() => again.stop())
+    }).pipe(Effect.scoped))
+})
