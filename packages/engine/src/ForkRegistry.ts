@@ -10,8 +10,10 @@
  *  - `layerNatsKv`: one key per fork in a NATS KV bucket (`chronos_forks`, file storage, history 1), beside the
  *    JetStream log: each change is one atomic, replicated put or delete of that key.
  *
- * Writes are serialized by the driver; `load` is called once, at start-up, by `Forks`, which then keeps the
- * records in memory and writes every change through before acting on it.
+ * Writes are serialized by the driver. With the memory and file drivers one process owns the registry: `Forks`
+ * loads it once and keeps the records in memory, writing every change through before acting on it. The NATS KV
+ * driver is shared by every runner of a cluster: `Forks` re-reads a record (`get`) before it serves a fork and the
+ * whole registry (`load`) before it counts, lists or expires, since any runner may have changed it.
  */
 import { Context, Duration, Effect, Layer, Schema, Semaphore } from "effect"
 import { jetstream, StorageType } from "@nats-io/jetstream"
@@ -52,6 +54,8 @@ export interface ForkRegistryShape {
   readonly driver: "memory" | "file" | "nats-kv"
   /** Every stored record. */
   readonly load: Effect.Effect<ReadonlyArray<ForkRecord>, Errors.Unavailable>
+  /** The stored record of one fork, if any. */
+  readonly get: (id: string) => Effect.Effect<ForkRecord | undefined, Errors.Unavailable>
   /** Creates or replaces the record with `record.id`; durable when it succeeds. */
   readonly put: (record: ForkRecord) => Effect.Effect<void, Errors.Unavailable>
   /** Removes a record (absent: nothing to do); durable when it succeeds. */
@@ -74,6 +78,7 @@ export const makeMemory = (): ForkRegistryShape => {
   return {
     driver: "memory",
     load: Effect.sync(() => [...records.values()]),
+    get: (id) => Effect.sync(() => records.get(id)),
     put: (record) => Effect.sync(() => void records.set(record.id, record)),
     remove: (id) => Effect.sync(() => void records.delete(id))
   }
@@ -152,6 +157,7 @@ export const makeFile = (dataDir: string): Effect.Effect<ForkRegistryShape, Erro
     return {
       driver: "file",
       load: Effect.sync(() => [...records.values()]),
+      get: (id) => Effect.sync(() => records.get(id)),
       put: (record) =>
         writing.withPermit(Effect.suspend(() => write(new Map(records).set(record.id, record)))),
       remove: (id) =>
@@ -218,6 +224,18 @@ export const makeNatsKv = (options: NatsKvOptions) =>
             catch: (error) => new Error(`fork registry: bucket ${bucket} holds a value that is not a fork record: ${String(error)}`)
           }).pipe(Effect.orDie)
       ),
+      get: (id) =>
+        Effect.flatMap(
+          request(`cannot read ${id}`, async () => {
+            const entry = await kv.get(id)
+            return entry !== null && entry.operation === "PUT" ? entry.string() : undefined
+          }),
+          (json) =>
+            json === undefined ? Effect.succeed(undefined) : Effect.try({
+              try: () => decodeRecord(json),
+              catch: (error) => new Error(`fork registry: key ${id} of bucket ${bucket} is not a fork record: ${String(error)}`)
+            }).pipe(Effect.orDie)
+        ),
       put: (record) => Effect.asVoid(request(`cannot write ${record.id}`, () => kv.put(record.id, JSON.stringify(record)))),
       remove: (id) => request(`cannot delete ${id}`, () => kv.purge(id))
     } satisfies ForkRegistryShape

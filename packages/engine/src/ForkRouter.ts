@@ -14,9 +14,13 @@
  *  - the `forkEventsMax` bound, checked under a lock at submission so that concurrent appends cannot overshoot it;
  *  - closing: `close` waits for the calls in flight, then closes the partitions; every later call fails.
  *
- * The fork's partitions need their parents' partitions in this process (the synchronous `Partition.Lookup`): that
- * is embedded mode and a node on its own. In a cluster, a fork's partitions would have to be entities colocated
- * with their parents' (or resolve versions and event ids through RPCs first) — not done yet.
+ *  - following its parent: the fork's partition p is layered on the parent's partition p *object* it was opened
+ *    over; when that object changes (in a cluster, partition p moved away and back, or its entity was restarted),
+ *    the fork's partition is closed and reopened over the new one (its log replayed), never served stale.
+ *
+ * The fork's partitions need their parents' partitions in this process (the synchronous `Partition.Lookup`): in
+ * embedded mode every partition is here; in a cluster, `Forks` routes a fork's partition p to the runner that owns
+ * partition p (through the partition entity, see `PartitionEntity`), where this router serves it.
  */
 import { Effect, Exit, Fiber, Scope, Semaphore } from "effect"
 import type { ChronosConfigShape } from "@chronos/config"
@@ -61,6 +65,9 @@ export const make = (options: Options): ForkRouter => {
     throw new Error(`fork ${forkId}: base has ${base.length} entries for ${partitions} partitions`)
   }
   const own: Array<Partition.Partition | undefined> = new Array(partitions).fill(undefined)
+  /** The parent's lookups each open partition is layered on, and the scope it lives in. */
+  const over: Array<Partition.Lookup | undefined> = new Array(partitions).fill(undefined)
+  const scopes: Array<Scope.Closeable | undefined> = new Array(partitions).fill(undefined)
   const opening = Array.from({ length: partitions }, () => Semaphore.makeUnsafe(1))
   const admission = Semaphore.makeUnsafe(1)
   const gate = Semaphore.makeUnsafe(gatePermits)
@@ -81,15 +88,21 @@ export const make = (options: Options): ForkRouter => {
         )
     )
 
-  const openNow = (p: number) =>
+  const openNow = (p: number, parentLookup: Partition.Lookup) =>
     Effect.gen(function*() {
-      const parentLookup = yield* options.parentPartition(p)
+      const stale = scopes[p]
+      if (stale !== undefined) {
+        own[p] = undefined
+        scopes[p] = undefined
+        yield* Scope.close(stale, Exit.void)
+      }
+      const scope = yield* Scope.fork(options.scope)
       const partition = yield* Partition.make(p, config, {
         namespace: forkId,
         prefix: { seq: base[p]!, parent: parentLookup }
       }).pipe(
         Effect.provideService(EventLog, options.eventLog),
-        Effect.provideService(Scope.Scope, options.scope),
+        Effect.provideService(Scope.Scope, scope),
         Effect.mapError((error) =>
           new Errors.Unavailable({
             message: `fork ${forkId}: cannot open partition ${p}: ${error._tag}: ${error.message}`,
@@ -98,18 +111,22 @@ export const make = (options: Options): ForkRouter => {
         )
       )
       own[p] = partition
+      over[p] = parentLookup
+      scopes[p] = scope
       return partition
     })
 
   const partition = (p: number): Effect.Effect<Partition.Partition, Errors.Unavailable> =>
     Effect.suspend(() => {
-      const ready = own[p]
-      if (ready !== undefined) return Effect.succeed(ready)
       if (!Number.isInteger(p) || p < 0 || p >= partitions) return Effect.die(new Error(`fork ${forkId}: no partition ${p}`))
-      return opening[p]!.withPermit(Effect.suspend(() => {
-        const opened = own[p]
-        return opened !== undefined ? Effect.succeed(opened) : openNow(p)
-      }))
+      return Effect.flatMap(options.parentPartition(p), (lookup) => {
+        const ready = own[p]
+        if (ready !== undefined && over[p] === lookup) return Effect.succeed(ready)
+        return opening[p]!.withPermit(Effect.suspend(() => {
+          const opened = own[p]
+          return opened !== undefined && over[p] === lookup ? Effect.succeed(opened) : openNow(p, lookup)
+        }))
+      })
     })
 
   const atBase: ReadonlyArray<AsOf.AsOf> = base.map((seq, p) => ({ _tag: "Positions", positions: new Map([[p, seq]]) }))

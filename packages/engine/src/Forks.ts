@@ -24,20 +24,31 @@
  * Limits: `forksPerTenantMax`, `forkEventsMax`, `forkTtlSecondsMax`, `forkLabelsMax`, `forkLabelLengthMax`,
  * `forkMergeConflictEventsMax`, `forkExpiryIntervalMs` (`ChronosConfig`).
  *
- * Not done yet: forks in a multi-runner cluster. A fork's partitions read their parents' partitions synchronously,
- * so they need them in this process (embedded mode, a node on its own; `create` fails with a non-retryable
- * `Unavailable` otherwise). A cluster needs fork partitions as entities colocated with their parents' (or the
- * parent lookups as RPCs resolved before each append), one `Forks` for all runners over the NATS KV registry
- * (`ForkRegistry.layerNatsKv` exists), and the expiry timer as a cluster singleton.
+ * In a cluster (`PartitionEntity.ForkHost` present): a fork's partition p reads its parent's partition p
+ * synchronously, so it lives on the runner that owns partition p. The fork's engine sends each call for partition p
+ * to that runner (directly when it is this one, else through the partition entity with the fork named), where the
+ * fork's local `ForkRouter` serves it (`ForkHost.resolve`). Records are shared through the NATS KV registry and
+ * re-read before use (any runner may have created, discarded or expired a fork). Expiry runs as a cluster
+ * singleton: exactly one runner expires forks at a time, and another takes over when it dies; every runner also
+ * closes its own partitions of forks that are gone. A fork's base is taken from partition statuses (watermarks);
+ * a fork at a past *time* (`asOf` as a timestamp) needs every parent partition local, and a merge checks reused
+ * event ids only in partitions local to the runner merging (elsewhere the append's postcondition catches them).
+ * `forkEventsMax` is enforced per runner (each runner counts the fork partitions it serves).
+ *
+ * Without `ForkHost` (an engine built without the partition entity: tests) every partition is local and expiry is
+ * a timer.
  */
-import { Clock, Context, Effect, Exit, Layer, Random, Schema, Scope, Semaphore } from "effect"
+import { Clock, Context, Effect, Exit, Layer, Option, Random, Schema, Scope, Semaphore } from "effect"
+import { Sharding } from "effect/cluster"
 import { ChronosConfig } from "@chronos/config"
 import { AsOf, Errors, Event, Fork, Ids } from "@chronos/domain"
-import { Engine, type EngineShape, make as makeEngine } from "./Engine.ts"
+import { Engine, type EngineShape, make as makeEngine, type PartitionRouter } from "./Engine.ts"
 import { EventLog } from "./EventLog.ts"
 import { ForkRegistry, type ForkRecord } from "./ForkRegistry.ts"
 import * as ForkRouter from "./ForkRouter.ts"
+import * as GatewayRetry from "./GatewayRetry.ts"
 import type * as Partition from "./Partition.ts"
+import { ForkHost, makeForkRemoteRouter } from "./PartitionEntity.ts"
 
 type StoredEvent = Event.StoredEvent
 
@@ -89,9 +100,13 @@ export class Forks extends Context.Service<Forks, ForksShape>()("chronos/engine/
     Layer.effect(Forks, Effect.suspend(() => make))
 }
 
-/** A fork whose partitions may be open: its router, and the engine over it. */
+/**
+ * A fork whose partitions may be open: its router here (the partitions local to this runner), the router of the
+ * whole fork (each partition where it lives: `router` when local), and the engine over the latter.
+ */
 interface OpenFork {
   readonly router: ForkRouter.ForkRouter
+  readonly routed: PartitionRouter
   readonly engine: EngineShape
 }
 
@@ -148,9 +163,30 @@ export const make: Effect.Effect<
   const random = yield* Random.Random
   const scope = yield* Effect.scope
   const now = () => clock.currentTimeMillisUnsafe()
+  const host = Option.getOrUndefined(yield* Effect.serviceOption(ForkHost))
+  /** Several runners share the registry: re-read records before use (see the module doc). */
+  const shared = registry.driver === "nats-kv"
 
   const records = new Map<string, ForkRecord>()
   for (const record of yield* registry.load) records.set(record.id, record)
+
+  /** The registry as stored now (shared registry only; on failure the records in memory serve, with a warning). */
+  const refreshAll: Effect.Effect<void> = shared
+    ? registry.load.pipe(
+      Effect.map((all) => {
+        records.clear()
+        for (const r of all) records.set(r.id, r)
+      }),
+      Effect.catch((e) => Effect.logWarning(`fork registry unreachable; using the records in memory: ${e.message}`))
+    )
+    : Effect.void
+  const refreshOne = (id: string): Effect.Effect<void> =>
+    shared
+      ? registry.get(id).pipe(
+        Effect.map((r) => void (r === undefined ? records.delete(id) : records.set(id, r))),
+        Effect.catch((e) => Effect.logWarning(`fork registry unreachable; using the records in memory: ${e.message}`))
+      )
+      : Effect.void
   const open = new Map<string, OpenFork>()
   /** Registry changes, and the counts and parent checks they depend on, one at a time. */
   const mutations = Semaphore.makeUnsafe(1)
@@ -164,12 +200,13 @@ export const make: Effect.Effect<
 
   /** The live fork `forkId` of `tenant` (malformed, unknown, other tenant's, discarded or expired: not found). */
   const live = (tenant: string, forkId: string): Effect.Effect<ForkRecord, Errors.InvalidRequest | Fork.ForkNotFound> =>
-    Effect.flatMap(validTenant(tenant), () => {
-      const record = isForkId(forkId) ? records.get(forkId) : undefined
-      return record !== undefined && record.tenant === tenant && isLive(record, now())
-        ? Effect.succeed(record)
-        : Effect.fail(new Fork.ForkNotFound({ tenant, forkId }))
-    })
+    Effect.flatMap(validTenant(tenant), () =>
+      Effect.flatMap(isForkId(forkId) ? refreshOne(forkId) : Effect.void, () => {
+        const record = isForkId(forkId) ? records.get(forkId) : undefined
+        return record !== undefined && record.tenant === tenant && isLive(record, now())
+          ? Effect.succeed(record)
+          : Effect.fail(new Fork.ForkNotFound({ tenant, forkId }))
+      }))
 
   /** The parent of a record that exists: a child never outlives its parent's record (discards cascade). */
   const parentOf = (record: ForkRecord): Effect.Effect<ForkRecord> => {
@@ -183,9 +220,9 @@ export const make: Effect.Effect<
     const partition = main.router.local?.(p)
     return partition === undefined
       ? Effect.fail(new Errors.Unavailable({
-        message: `partition ${p} is not open in this process; forks need their parent's partitions locally ` +
-          "(embedded mode or a node on its own; forks in a cluster are not supported yet)",
-        retryable: false
+        message: `partition ${p} is not open in this process (in a cluster: it moved to another runner; retry)`,
+        // In a cluster the next attempt is routed to the partition's new owner.
+        retryable: host !== undefined
       }))
       : Effect.succeed(partition.lookup)
   }
@@ -199,6 +236,37 @@ export const make: Effect.Effect<
     record.parent === Fork.mainParent
       ? Effect.succeed(mainLookup)
       : Effect.map(Effect.flatMap(parentOf(record), opened), forkLookup)
+
+  /** Whether main's partition p (and so every fork's partition p) is served by this runner now. */
+  const isHere = (p: number) => main.router.local?.(p) !== undefined
+
+  /**
+   * The whole fork in a cluster: partition p through the local router when p is here, else through the partition
+   * entity to its owner (which serves it from its own local router of the fork), with the gateway's retries.
+   */
+  const clusterRouter = (forkId: string, local: ForkRouter.ForkRouter) =>
+    Effect.gen(function*() {
+      const remote = yield* ForkRemote(forkId)
+      const pick = (p: number): PartitionRouter => (isHere(p) ? local : remote)
+      const routed: PartitionRouter = {
+        owner: (p) => main.router.owner(p),
+        append: (p, input) => pick(p).append(p, input),
+        appendMany: (p, inputs) => pick(p).appendMany(p, inputs),
+        readStream: (p, t, stream, read) => pick(p).readStream(p, t, stream, read),
+        scan: (p, t, options) => pick(p).scan(p, t, options),
+        follow: (p, t, options) => pick(p).follow(p, t, options),
+        reconstruct: (p, t, stream, reducer, asOf) => pick(p).reconstruct(p, t, stream, reducer, asOf),
+        status: (p) => pick(p).status(p),
+        awaitWatermark: (p, seq, timeoutMs) => pick(p).awaitWatermark(p, seq, timeoutMs),
+        local: (p) => (isHere(p) ? local.local?.(p) : undefined)
+      }
+      return yield* GatewayRetry.make(routed, { ...config, isRemote: (p) => !isHere(p) })
+    })
+
+  const ForkRemote = (forkId: string): Effect.Effect<PartitionRouter> =>
+    host === undefined
+      ? Effect.die(new Error("fork routing through the partition entity needs ForkHost"))
+      : makeForkRemoteRouter(forkId).pipe(Effect.provideService(Sharding.Sharding, host.sharding))
 
   /** The fork's router and engine, created on first use (its partitions open lazily, on their first call). */
   const opened = (record: ForkRecord): Effect.Effect<OpenFork> =>
@@ -221,7 +289,8 @@ export const make: Effect.Effect<
           eventLog,
           scope: yield* Scope.fork(scope)
         })
-        const fork: OpenFork = { router, engine: makeEngine(config, router) }
+        const routed = host === undefined ? router : yield* clusterRouter(record.id, router)
+        const fork: OpenFork = { router, routed, engine: makeEngine(config, routed) }
         open.set(record.id, fork)
         return fork
       }))
@@ -288,6 +357,7 @@ export const make: Effect.Effect<
       }
       const parentId = request.parent ?? Fork.mainParent
       return yield* mutations.withPermit(Effect.gen(function*() {
+        yield* refreshAll
         const t = now()
         let count = 0
         for (const r of records.values()) if (r.tenant === tenant && isLive(r, t)) count++
@@ -300,10 +370,27 @@ export const make: Effect.Effect<
           })
         }
         const parent = parentId === Fork.mainParent ? undefined : yield* live(tenant, parentId)
-        const lookups = parent === undefined ? mainLookup : forkLookup(yield* opened(parent))
+        const parentFork = parent === undefined ? undefined : yield* opened(parent)
+        const lookups = parentFork === undefined ? mainLookup : forkLookup(parentFork)
+        const parentRouter = parentFork?.routed ?? main.router
         // The fork's base: where each parent partition is now (its watermark) or was at `asOf`. Nothing else.
         const base: Array<number> = new Array(config.partitions)
-        for (let p = 0; p < config.partitions; p++) base[p] = (yield* lookups(p)).positionAt(asOf)
+        for (let p = 0; p < config.partitions; p++) {
+          if (isHere(p)) base[p] = (yield* lookups(p)).positionAt(asOf)
+          else {
+            // On another runner: its watermark, bounded by a position vector; a past time needs the partition here.
+            const { watermark } = yield* parentRouter.status(p)
+            if (asOf === undefined) base[p] = watermark
+            else if (asOf._tag === "Positions") base[p] = Math.min(watermark, asOf.positions.get(p) ?? 0)
+            else {
+              return yield* new Errors.Unavailable({
+                message: `a fork at a past time needs partition ${p} on this runner; in a cluster, give asOf as a ` +
+                  "position vector (p:seq,…)",
+                retryable: false
+              })
+            }
+          }
+        }
         const expiresAtMs = Math.min(t + ttlSeconds * 1000, parent?.expiresAtMs ?? Infinity)
         const record: ForkRecord = {
           id: newId(),
@@ -323,7 +410,7 @@ export const make: Effect.Effect<
     })
 
   const list: ForksShape["list"] = (tenant) =>
-    Effect.map(validTenant(tenant), () => {
+    Effect.map(Effect.andThen(validTenant(tenant), refreshAll), () => {
       const t = now()
       return [...records.values()]
         .filter((r) => r.tenant === tenant && isLive(r, t))
@@ -339,8 +426,25 @@ export const make: Effect.Effect<
   // ---- diff ---------------------------------------------------------------------------------------------------
 
   /** The fork's own events by stream (a stream lives in one partition, so each list is in version order). */
-  const ownByStream = (fork: OpenFork) =>
-    Effect.map(fork.router.ownEvents, (events) => {
+  /** The fork's own events (above its base), in partition then sequence order, wherever its partitions live. */
+  const ownEvents = (record: ForkRecord, fork: OpenFork) =>
+    Effect.gen(function*() {
+      const out: Array<StoredEvent> = []
+      const page = config.readEventsMax
+      for (let p = 0; p < config.partitions; p++) {
+        let from = record.base[p]! + 1
+        while (true) {
+          const got = yield* fork.routed.scan(p, record.tenant, { fromSeq: from, limit: page })
+          for (const e of got) out.push(e)
+          if (got.length < page) break
+          from = got[got.length - 1]!.seq + 1
+        }
+      }
+      return out
+    })
+
+  const ownByStream = (record: ForkRecord, fork: OpenFork) =>
+    Effect.map(ownEvents(record, fork), (events) => {
       const byStream = new Map<string, Array<StoredEvent>>()
       for (const e of events) {
         let list = byStream.get(e.stream)
@@ -353,7 +457,7 @@ export const make: Effect.Effect<
   const diff: ForksShape["diff"] = (tenant, forkId) =>
     Effect.gen(function*() {
       const record = yield* live(tenant, forkId)
-      const { byStream, events } = yield* ownByStream(yield* opened(record))
+      const { byStream, events } = yield* ownByStream(record, yield* opened(record))
       return {
         forkId: record.id,
         parent: record.parent,
@@ -389,7 +493,7 @@ export const make: Effect.Effect<
   const plan = (
     tenant: string,
     target: EngineShape,
-    lookup: Partition.Lookup,
+    lookup: Partition.Lookup | undefined,
     stream: string,
     forkEvents: ReadonlyArray<StoredEvent>
   ) =>
@@ -400,7 +504,11 @@ export const make: Effect.Effect<
           return yield* Effect.die(new Error(`fork: ${stream} has a version gap at ${forkEvents[i]!.streamVersion}`))
         }
       }
-      const parentVersion = lookup.versionAt(tenant, stream, Infinity)
+      const parentVersion = lookup !== undefined
+        ? lookup.versionAt(tenant, stream, Infinity)
+        : (yield* target.readStream(tenant, stream, { direction: "backward", limit: 1 }).pipe(
+          Effect.catchTag(["InvalidRequest", "LimitExceeded"], (e) => Effect.die(e))
+        ))[0]?.streamVersion ?? -1
       if (parentVersion < baseVersion) {
         return yield* Effect.die(new Error(`fork: the parent's ${stream} is at ${parentVersion}, below the fork's base ${baseVersion}`))
       }
@@ -432,8 +540,8 @@ export const make: Effect.Effect<
         } satisfies Plan
       }
       // An id the parent already uses elsewhere would make the append a no-op or a failure: a conflict too.
-      for (const e of remaining) {
-        const used = lookup.eventAt(e.eventId, Infinity)
+      for (const e of lookup === undefined ? [] : remaining) {
+        const used = lookup!.eventAt(e.eventId, Infinity)
         if (used !== undefined) {
           return {
             ...base,
@@ -480,10 +588,11 @@ export const make: Effect.Effect<
       const lookups = yield* parentLookup(record)
       const dryRun = request.dryRun === true
       return yield* mergeLock(record.id).withPermit(Effect.gen(function*() {
-        const { byStream } = yield* ownByStream(fork)
+        const { byStream } = yield* ownByStream(record, fork)
         const plans: Array<Plan> = []
         for (const [stream, events] of byStream) {
-          const lookup = yield* lookups(main.partitionOf(tenant, stream))
+          const p = main.partitionOf(tenant, stream)
+          const lookup = isHere(p) ? yield* lookups(p) : undefined
           plans.push(yield* plan(tenant, target, lookup, stream, events))
         }
         const blocked = plans.filter((p) => p.status === "conflict" || p.status === "tooLarge")
@@ -626,11 +735,13 @@ export const make: Effect.Effect<
 
   const discard: ForksShape["discard"] = (tenant, forkId) =>
     mutations.withPermit(Effect.gen(function*() {
+      yield* refreshAll
       const record = yield* live(tenant, forkId)
       return { discarded: yield* discardFamily(record) }
     }))
 
   const expire: ForksShape["expire"] = mutations.withPermit(Effect.gen(function*() {
+    yield* refreshAll
     const t = now()
     const gone: Array<string> = []
     for (const record of [...records.values()]) {
@@ -646,11 +757,47 @@ export const make: Effect.Effect<
     Effect.catchCause((cause) => Effect.logWarning("fork expiry failed; will retry", cause))
   )
   // Discards interrupted by a crash, and forks that expired while the node was down, go first.
-  yield* expireLogged
-  yield* Effect.forkIn(
-    Effect.forever(Effect.andThen(Effect.sleep(config.forkExpiryIntervalMs), expireLogged)),
-    scope
+  const expiry = Effect.andThen(
+    expireLogged,
+    Effect.forever(Effect.andThen(Effect.sleep(config.forkExpiryIntervalMs), expireLogged))
   )
+  if (host === undefined) {
+    yield* expireLogged
+    yield* Effect.forkIn(expiry, scope)
+  } else {
+    // Exactly one runner of the cluster expires forks (a runner on its own is its whole cluster); when it stops or
+    // dies, the cluster starts the singleton on another runner.
+    yield* host.sharding.registerSingleton(
+      "chronos/forks/expiry",
+      Effect.andThen(Effect.logInfo("fork expiry singleton running on this runner"), expiry)
+    )
+    // Calls for a fork's partitions that live here, from other runners (through the partition entity).
+    host.resolve = (forkId) =>
+      Effect.gen(function*() {
+        yield* refreshOne(forkId)
+        const record = records.get(forkId)
+        if (record === undefined || !isLive(record, now())) {
+          return yield* new Errors.Unavailable({ message: `fork ${forkId} does not exist (discarded or expired)`, retryable: false })
+        }
+        return (yield* opened(record)).router
+      })
+    yield* Effect.addFinalizer(() => Effect.sync(() => void (host.resolve = undefined)))
+    if (shared) {
+      // Forks discarded or expired by another runner: close their partitions here (the log is deleted by the
+      // runner that discarded them).
+      const sweep = Effect.gen(function*() {
+        for (const [id, fork] of [...open]) {
+          yield* refreshOne(id)
+          const record = records.get(id)
+          if (record === undefined || !isLive(record, now())) {
+            open.delete(id)
+            yield* fork.router.close
+          }
+        }
+      })
+      yield* Effect.forkIn(Effect.forever(Effect.andThen(Effect.sleep(config.forkExpiryIntervalMs), sweep)), scope)
+    }
+  }
 
   return { create, list, get, engine, diff, merge, discard, expire } satisfies ForksShape
 })

@@ -14,6 +14,11 @@
  *  - `layerSingleRunner`: the cluster machinery for one process (no network, no storage): a node on its own is a
  *    one-runner cluster, so the same entity code runs in embedded mode and in a cluster.
  *
+ * Forks in a cluster: every RPC may name a `fork`. The runner that owns partition p also serves partition p of every
+ * fork (a fork's partition is layered on its parent's partition p through synchronous lookups, so it must live in
+ * the same process); the handler hands such a call to the fork's local router, which `Forks` resolves through
+ * `ForkHost` (`Forks` is built above the engine, so it plugs itself in when it starts).
+ *
  * Cluster messages are volatile: the log is the durable truth, and appends are idempotent by event id, so a client
  * that re-sends after a failover gets the original answer instead of a duplicate.
  */
@@ -32,7 +37,7 @@ import { ChronosConfig } from "@chronos/config"
 import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
 import * as GatewayRetry from "./GatewayRetry.ts"
 import { awaitLocalWatermark, Engine, type PartitionRouter, Router } from "./Engine.ts"
-import type { EventLog } from "./EventLog.ts"
+import { EventLog } from "./EventLog.ts"
 import * as Partition from "./Partition.ts"
 
 const StoredEventSchema = Schema.Struct({
@@ -50,8 +55,12 @@ const StoredEventSchema = Schema.Struct({
 
 const StoredEvents = Schema.Array(StoredEventSchema)
 
+/** The fork a call is for (absent: main). */
+const forkField = { fork: Schema.optionalKey(Schema.String) }
+
 export const Append = Rpc.make("Append", {
   payload: {
+    ...forkField,
     tenant: Schema.String,
     stream: Schema.String,
     expectedVersion: ExpectedVersion.ExpectedVersion,
@@ -73,6 +82,7 @@ export const Append = Rpc.make("Append", {
 
 export const ReadStream = Rpc.make("ReadStream", {
   payload: {
+    ...forkField,
     tenant: Schema.String,
     stream: Schema.String,
     fromVersion: Schema.optionalKey(Schema.Int),
@@ -80,11 +90,13 @@ export const ReadStream = Rpc.make("ReadStream", {
     direction: Schema.Literals(["forward", "backward"]),
     asOf: Schema.optionalKey(Schema.String)
   },
-  success: StoredEvents
+  success: StoredEvents,
+  error: Errors.Unavailable
 })
 
 export const Scan = Rpc.make("Scan", {
   payload: {
+    ...forkField,
     tenant: Schema.String,
     types: Schema.optionalKey(Schema.Array(Schema.String)),
     since: Schema.optionalKey(Schema.Number),
@@ -96,21 +108,25 @@ export const Scan = Rpc.make("Scan", {
     streamPrefix: Schema.optionalKey(Schema.String),
     limit: Schema.Int
   },
-  success: StoredEvents
+  success: StoredEvents,
+  error: Errors.Unavailable
 })
 
 export const Reconstruct = Rpc.make("Reconstruct", {
   payload: {
+    ...forkField,
     tenant: Schema.String,
     stream: Schema.String,
     reducer: Schema.String,
     asOf: Schema.optionalKey(Schema.String)
   },
   success: Schema.Struct({ version: Schema.Int, state: Schema.Unknown }),
-  error: Errors.InvalidRequest
+  error: Schema.Union([Errors.InvalidRequest, Errors.Unavailable])
 })
 
 export const Status = Rpc.make("Status", {
+  payload: forkField,
+  error: Errors.Unavailable,
   success: Schema.Struct({
     partition: Schema.Int,
     seq: Schema.Int,
@@ -123,11 +139,12 @@ export const Status = Rpc.make("Status", {
 
 export const Follow = Rpc.make("Follow", {
   payload: Scan.payloadSchema,
-  success: Schema.Struct({ events: StoredEvents, through: Schema.Int })
+  success: Schema.Struct({ events: StoredEvents, through: Schema.Int }),
+  error: Errors.Unavailable
 })
 
 export const AwaitWatermark = Rpc.make("AwaitWatermark", {
-  payload: { seq: Schema.Int, timeoutMs: Schema.Int },
+  payload: { ...forkField, seq: Schema.Int, timeoutMs: Schema.Int },
   success: Schema.Int,
   error: Errors.Unavailable
 })
@@ -135,7 +152,12 @@ export const AwaitWatermark = Rpc.make("AwaitWatermark", {
 export const PartitionEntity = Entity.make("Partition", [Append, ReadStream, Scan, Follow, AwaitWatermark, Reconstruct, Status])
 
 /** The RPC payload of a scan (optional fields omitted rather than sent as undefined). */
-const scanPayload = (tenant: string, options: Partition.ScanOptions): typeof Scan.payloadSchema.Type => ({
+const scanPayload = (
+  tenant: string,
+  options: Partition.ScanOptions,
+  fork: string | undefined
+): typeof Scan.payloadSchema.Type => ({
+  ...(fork === undefined ? {} : { fork }),
   tenant,
   limit: options.limit,
   ...(options.types === undefined ? {} : { types: options.types }),
@@ -158,6 +180,26 @@ export class ActivePartitions extends Context.Service<ActivePartitions, Map<numb
   static readonly layer: Layer.Layer<ActivePartitions> = Layer.sync(ActivePartitions, () => new Map())
 }
 
+/**
+ * Where this runner's fork partitions are found: `Forks` sets `resolve` when it starts (it is built above the engine)
+ * and finds the runner's `Sharding` here (for its expiry singleton and the entity client of remote fork calls).
+ */
+export interface ForkHostShape {
+  readonly sharding: Sharding.Sharding["Service"]
+  /** The local router of a fork (its partitions layered on this runner's partitions); unset until `Forks` starts. */
+  resolve: ((forkId: string) => Effect.Effect<PartitionRouter, Errors.Unavailable>) | undefined
+}
+
+export class ForkHost extends Context.Service<ForkHost, ForkHostShape>()("chronos/engine/PartitionEntity/ForkHost") {
+  static readonly layer: Layer.Layer<ForkHost, never, Sharding.Sharding> = Layer.effect(
+    ForkHost,
+    Effect.gen(function*() {
+      const sharding = yield* Sharding.Sharding
+      return { sharding, resolve: undefined } satisfies ForkHostShape
+    })
+  )
+}
+
 /** Registers the Partition entity on this runner. Each activation opens its partition's log and replays it. */
 export const layerEntity: Layer.Layer<never, never, Sharding.Sharding | ChronosConfig | EventLog | ActivePartitions> =
   PartitionEntity.toLayer(
@@ -175,31 +217,65 @@ export const layerEntity: Layer.Layer<never, never, Sharding.Sharding | ChronosC
       yield* Effect.addFinalizer(() => Effect.sync(() => active.get(id) === partition && active.delete(id)))
       const owner = `${runner.host}:${runner.port}`
       yield* Effect.logInfo(`partition ${id} active on ${owner}`)
+      // Optional: tests that register the entity alone serve no forks.
+      const host = yield* Effect.serviceOption(ForkHost)
+      /** A call for a fork: to the fork's router here (its partition `id` lives with this one). */
+      const forked = <A, E>(fork: string, f: (router: PartitionRouter) => Effect.Effect<A, E>) =>
+        host._tag === "None" || host.value.resolve === undefined
+          ? Effect.fail(new Errors.Unavailable({ message: "forks are not started on this runner yet", retryable: true }))
+          : Effect.flatMap(host.value.resolve(fork), f)
       return PartitionEntity.of({
         Append: ({ payload }) =>
-          partition.append({
+          payload.fork !== undefined
+            ? forked(payload.fork, (r) => r.append(id, { ...payload, events: payload.events.map((e) => ({ ...e, eventId: e.eventId })) }))
+            : partition.append({
             tenant: payload.tenant,
             stream: payload.stream,
             expectedVersion: payload.expectedVersion,
             events: payload.events.map((e) => ({ ...e, eventId: e.eventId }))
           }),
-        ReadStream: ({ payload }) =>
-          partition.readStream(payload.tenant, payload.stream, {
+        ReadStream: ({ payload }) => {
+          const options = {
             fromVersion: payload.fromVersion,
             limit: payload.limit,
             direction: payload.direction,
             asOf: parseAsOf(payload.asOf)
-          }),
-        Scan: ({ payload }) => partition.scan(payload.tenant, { ...payload, asOf: parseAsOf(payload.asOf) }),
-        Follow: ({ payload }) => partition.follow(payload.tenant, { ...payload, asOf: parseAsOf(payload.asOf) }),
-        AwaitWatermark: ({ payload }) => awaitLocalWatermark(partition, payload.seq, payload.timeoutMs),
+          }
+          return payload.fork !== undefined
+            ? forked(payload.fork, (r) => r.readStream(id, payload.tenant, payload.stream, options))
+            : partition.readStream(payload.tenant, payload.stream, options)
+        },
+        Scan: ({ payload }) => {
+          const options = { ...payload, asOf: parseAsOf(payload.asOf) }
+          return payload.fork !== undefined
+            ? forked(payload.fork, (r) => r.scan(id, payload.tenant, options))
+            : partition.scan(payload.tenant, options)
+        },
+        Follow: ({ payload }) => {
+          const options = { ...payload, asOf: parseAsOf(payload.asOf) }
+          return payload.fork !== undefined
+            ? forked(payload.fork, (r) => r.follow(id, payload.tenant, options))
+            : partition.follow(payload.tenant, options)
+        },
+        AwaitWatermark: ({ payload }) =>
+          payload.fork !== undefined
+            ? forked(payload.fork, (r) => r.awaitWatermark(id, payload.seq, payload.timeoutMs))
+            : awaitLocalWatermark(partition, payload.seq, payload.timeoutMs),
         Reconstruct: ({ payload }) => {
           const reducer = Reducer.fromName(payload.reducer)
-          return reducer._tag === "None"
-            ? Effect.fail(new Errors.InvalidRequest({ field: "reducer", message: `unknown reducer ${payload.reducer}` }))
-            : partition.reconstruct(payload.tenant, payload.stream, reducer.value, parseAsOf(payload.asOf))
+          if (reducer._tag === "None") {
+            return Effect.fail(new Errors.InvalidRequest({ field: "reducer", message: `unknown reducer ${payload.reducer}` }))
+          }
+          const asOf = parseAsOf(payload.asOf)
+          return payload.fork !== undefined
+            ? forked(payload.fork, (r) => r.reconstruct(id, payload.tenant, payload.stream, reducer.value, asOf))
+            : partition.reconstruct(payload.tenant, payload.stream, reducer.value, asOf)
         },
-        Status: () => Effect.map(partition.status, (s) => ({ ...s, runner: owner }))
+        Status: ({ payload }) =>
+          Effect.map(
+            payload.fork !== undefined ? forked(payload.fork, (r) => r.status(id)) : partition.status,
+            (s) => ({ ...s, runner: owner })
+          )
       })
     }),
     {
@@ -212,7 +288,9 @@ export const layerEntity: Layer.Layer<never, never, Sharding.Sharding | ChronosC
   )
 
 const unavailable = (error: { readonly _tag: string }) =>
-  new Errors.Unavailable({ message: `partition unreachable: ${error._tag}`, retryable: true })
+  error instanceof Errors.Unavailable
+    ? error
+    : new Errors.Unavailable({ message: `partition unreachable: ${error._tag}`, retryable: true })
 
 /**
  * An `Engine.Router`: direct to partitions active here, through the entity client to the others; appends get their
@@ -270,21 +348,52 @@ export const layerEngine = Layer.effect(
   Effect.gen(function*() {
     const engine = yield* Engine
     yield* engine.partitions.pipe(Effect.orDie)
-    return engine
+    const log = yield* EventLog
+    const config = yield* ChronosConfig
+    const replicasOf = log.replicas
+    // The replica health of each partition's log, read by any runner (every runner reaches the same NATS cluster);
+    // a log without replication is one local copy. Bounded: a stream electing its leader is reported without it.
+    const partitions: Engine["Service"]["partitions"] = replicasOf === undefined
+      ? Effect.map(engine.partitions, (ps) => ps.map((p) => ({ ...p, replicas: [localReplica] })))
+      : Effect.flatMap(engine.partitions, (ps) =>
+        Effect.forEach(ps, (p) =>
+          replicasOf(p.partition).pipe(
+            Effect.timeoutOption(config.replicaStatusTimeoutMs),
+            Effect.map((r) => r._tag === "Some" ? { ...p, replicas: r.value } : p),
+            Effect.orElseSucceed(() => p)
+          ), { concurrency: "unbounded" }))
+    return { ...engine, partitions }
   })
 ).pipe(
   Layer.provide(Engine.layer),
   Layer.provide(layerRouter),
   Layer.provide(layerEntity),
-  Layer.provideMerge(ActivePartitions.layer)
+  Layer.provideMerge(ActivePartitions.layer),
+  Layer.provideMerge(ForkHost.layer)
 )
+
+/** The one replica of a log kept by this process (memory, file). */
+const localReplica = { name: "local", leader: true, current: true, offline: false, lag: 0, activeMs: 0 }
 
 /** A router that always goes through the entity client: for client-only processes, and tests of the RPC path. */
 export const layerRemoteRouter: Layer.Layer<Router, never, Sharding.Sharding> = Layer.suspend(() =>
   Layer.effect(Router, makeRemoteRouter)
 )
 
-const makeRemoteRouter: Effect.Effect<PartitionRouter, never, Sharding.Sharding> = Effect.gen(function*() {
+/**
+ * A router to a fork's partitions through the entity client: each call goes to the owner of its partition, which
+ * serves it from the fork's partition there (see the module doc).
+ */
+export const makeForkRemoteRouter = (forkId: string): Effect.Effect<PartitionRouter, never, Sharding.Sharding> =>
+  makeRemoteRouterFor(forkId)
+
+const makeRemoteRouter: Effect.Effect<PartitionRouter, never, Sharding.Sharding> = Effect.suspend(() =>
+  makeRemoteRouterFor(undefined)
+)
+
+const makeRemoteRouterFor = (fork: string | undefined): Effect.Effect<PartitionRouter, never, Sharding.Sharding> =>
+  Effect.gen(function*() {
+    const forkPart = fork === undefined ? {} : { fork }
     const clientFor = yield* PartitionEntity.client
     const clients = new Map<number, ReturnType<typeof clientFor>>()
     const client = (p: number) => {
@@ -297,6 +406,7 @@ const makeRemoteRouter: Effect.Effect<PartitionRouter, never, Sharding.Sharding>
       owner: (p) => owners.get(p) ?? "unknown",
       append: (p, input) =>
         client(p).Append({
+          ...forkPart,
           tenant: input.tenant,
           stream: input.stream,
           expectedVersion: input.expectedVersion,
@@ -319,6 +429,7 @@ const makeRemoteRouter: Effect.Effect<PartitionRouter, never, Sharding.Sharding>
       appendMany: (p, inputs) => Effect.forEach(inputs, (input) => Effect.exit(router.append(p, input)), { concurrency: "unbounded" }),
       readStream: (p, tenant, stream, options) =>
         client(p).ReadStream({
+          ...forkPart,
           tenant,
           stream,
           ...(options.fromVersion === undefined ? {} : { fromVersion: options.fromVersion }),
@@ -326,13 +437,14 @@ const makeRemoteRouter: Effect.Effect<PartitionRouter, never, Sharding.Sharding>
           direction: options.direction,
           ...(options.asOf === undefined ? {} : { asOf: AsOf.format(options.asOf) })
         }).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
-      scan: (p, tenant, options) => client(p).Scan(scanPayload(tenant, options)).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
-      follow: (p, tenant, options) => client(p).Follow(scanPayload(tenant, options)).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
+      scan: (p, tenant, options) => client(p).Scan(scanPayload(tenant, options, fork)).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
+      follow: (p, tenant, options) => client(p).Follow(scanPayload(tenant, options, fork)).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
       awaitWatermark: (p, seq, timeoutMs) =>
-        client(p).AwaitWatermark({ seq, timeoutMs }).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
+        client(p).AwaitWatermark({ ...forkPart, seq, timeoutMs }).pipe(Effect.catch((e) => Effect.fail(unavailable(e)))),
       reconstruct: (p, tenant, stream, reducer, asOf) =>
         Reducer.fromName(reducer.name)._tag === "Some"
           ? client(p).Reconstruct({
+            ...forkPart,
             tenant,
             stream,
             reducer: reducer.name,
@@ -341,7 +453,7 @@ const makeRemoteRouter: Effect.Effect<PartitionRouter, never, Sharding.Sharding>
           // A function reducer cannot cross the network: fold the stream here, page by page.
           : foldRemotely(router, p, tenant, stream, reducer, asOf),
       status: (p) =>
-        client(p).Status().pipe(
+        client(p).Status(forkPart).pipe(
           Effect.tap((s) => Effect.sync(() => owners.set(p, s.runner))),
           Effect.catch((e) => Effect.fail(unavailable(e)))
         )
