@@ -9,7 +9,8 @@
  *
  * Baseline: raw JetStream on the same server, one publish per event, 256 publishes in flight.
  *
- * Flags: `--quick` (a tenth of the events, for a smoke run), `--no-write` (do not touch docs/BENCHMARKS.md).
+ * Flags: `--quick` (a tenth of the events, for a smoke run), `--no-write` (do not touch docs/BENCHMARKS.md),
+ * `--cluster` (the R3 cluster benchmark of `bench/cluster.ts` instead).
  */
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -255,6 +256,8 @@ const overHttp = async () => {
 
 // ---- main ---------------------------------------------------------------------------------------------------------
 const main = async () => {
+  // `--cluster`: the R3 cluster benchmark instead (bench/cluster.ts), which writes only its own section.
+  if (args.has("--cluster")) return (await import("./cluster.ts")).main()
   const nats = await startNatsServer({ syncAlways: true })
   try {
     log(`» raw JetStream baseline: ${BASELINE_EVENTS} events, one publish each, ${DEPTH} in flight`)
@@ -277,7 +280,12 @@ const main = async () => {
   results.machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadavg: os.loadavg().map((l) => +l.toFixed(2)) }
   results.quick = quick
   console.log(JSON.stringify(results, null, 2))
-  if (!args.has("--no-write") && !quick) writeFileSync(path.join(root, "docs", "BENCHMARKS.md"), report(results))
+  if (!args.has("--no-write") && !quick) {
+    // Keeps the cluster section (`npm run bench -- --cluster`), which this run does not measure.
+    const file = path.join(root, "docs", "BENCHMARKS.md")
+    const cluster = (await import("./cluster.ts")).currentSection(file)
+    writeFileSync(file, report(results) + (cluster === "" ? "" : `\n${cluster}`))
+  }
   agent.destroy()
 }
 

@@ -14,6 +14,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { connect } from "@nats-io/transport-node"
 import { jetstreamManager } from "@nats-io/jetstream"
+import * as ChronosConfig from "../config/ChronosConfig.ts"
 import * as LocalCluster from "../packages/cluster/src/LocalCluster.ts"
 import * as Http from "./Http.ts"
 
@@ -22,7 +23,8 @@ export interface Cluster {
   readonly file: () => LocalCluster.ClusterFile
   readonly urls: () => ReadonlyArray<string>
   readonly partitions: number
-  readonly down: () => Promise<void>
+  /** Stops every process (SIGTERM, SIGKILL after a grace) and says how each one ended. */
+  readonly down: () => Promise<ReadonlyArray<{ readonly name: string; readonly result: string }>>
 }
 
 const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(effect as Effect.Effect<A, never>)
@@ -70,10 +72,12 @@ export const startCluster = async (options: { readonly partitions: number; reado
       process.removeListener("exit", killAll)
       Http.closeAll()
       const t0 = performance.now()
-      // A short grace: after the checker nothing depends on a graceful stop, and a runner that was frozen past its
-      // lease often does not finish its graceful shutdown in time (see the report in cluster/README.md).
-      const stopped = await run(LocalCluster.down({ dir, graceMs: 5_000 }))
+      // Every process must exit by itself after SIGTERM, the runner that was frozen past its lease included: a
+      // runner bounds its graceful shutdown by `shutdownTimeoutMs` (Runner.layerShutdownBound); the grace here is
+      // above it, so a "killed" below means that bound is broken.
+      const stopped = await run(LocalCluster.down({ dir, graceMs: ChronosConfig.defaults.shutdownTimeoutMs + 5_000 }))
       log(`down in ${(performance.now() - t0).toFixed(0)} ms: ${stopped.map((p) => `${p.name} ${p.result}`).join(", ")}`)
+      return stopped
       if (process.env.CHRONOS_KEEP_CHAOS_DIRS === undefined) fs.rmSync(dir, { recursive: true, force: true })
       else console.log(`[chaos] cluster directory kept: ${dir}`)
     }

@@ -174,6 +174,10 @@ describe("cluster under faults (3 NATS + 3 runners, real processes)", () => {
     assert.deepStrictEqual(report.violations, [], "history checker")
     assert.deepStrictEqual(load.anomalies, [], "unexpected answers to the writers (e.g. 409 after an idempotent retry)")
     assert.isAbove(report.stats.acknowledged, 1_000, "the writers made progress")
+    // Every process exits by itself after SIGTERM, the runner resumed after SIGSTOP included (bounded shutdown).
+    cluster = undefined
+    const stopped = await c.down()
+    assert.deepStrictEqual(stopped.filter((p) => p.result === "killed").map((p) => p.name), [], "processes that had to be killed")
     Scenario.log(`total ${((performance.now() - started) / 1000).toFixed(1)} s`)
   }, soak ? (soakMinutes + 5) * 60_000 : 300_000)
 })

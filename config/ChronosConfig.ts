@@ -53,6 +53,34 @@ export interface ChronosConfigShape {
   readonly remoteCallTimeoutMs: number
   /** Attempts to reopen and replay a partition's log after the log refused a commit, before the partition stops. */
   readonly reloadRetriesMax: number
+  /**
+   * Longest pause between two attempts to reopen a partition's log (after a refused commit, or when its activation
+   * could not open the log): the backoff doubles from 100 ms up to this, so a log that is back (a NATS leader
+   * elected) is found within about this long instead of after an ever longer wait.
+   */
+  readonly reloadBackoffMsMax: number
+  /**
+   * JetStream log only: how long one JetStream API request (stream info/create, message get) may take, and how long a
+   * replay may make no progress, before it fails with `LogUnavailable` and is retried. Shorter than a NATS leader
+   * election (4–7 s), so a request sent to a leader that just died is retried on the new one instead of waiting.
+   */
+  readonly natsRequestTimeoutMs: number
+  /**
+   * JetStream log only: how long one commit's publish waits for its acknowledgement before the append fails with
+   * `LogUnavailable` (the partition then reloads and the gateway retries the append with the same event ids).
+   */
+  readonly natsPublishTimeoutMs: number
+  /**
+   * How long a graceful shutdown (SIGTERM/SIGINT) may take before the process exits anyway. Nothing acknowledged
+   * depends on it (every acknowledged commit is already durable); it bounds a stop that cannot finish, e.g. a
+   * runner resumed after being frozen past its lease, waiting on a log or a peer that no longer answers it.
+   */
+  readonly shutdownTimeoutMs: number
+  /**
+   * How long `GET /v1/partitions` waits for the replica health of a partition's log (JetStream: the stream leader's
+   * `STREAM.INFO`) before it answers without it for that partition (its stream electing a leader, say).
+   */
+  readonly replicaStatusTimeoutMs: number
 
   // --- identifiers ---------------------------------------------------------------------------------------------
   readonly tenantIdLengthMax: number
@@ -200,6 +228,11 @@ export const defaults: ChronosConfigShape = {
   appendRetryIntervalMs: 100,
   remoteCallTimeoutMs: 2_000,
   reloadRetriesMax: 10,
+  reloadBackoffMsMax: 1_000,
+  natsRequestTimeoutMs: 2_000,
+  natsPublishTimeoutMs: 3_000,
+  shutdownTimeoutMs: 15_000,
+  replicaStatusTimeoutMs: 1_000,
   tenantIdLengthMax: 64,
   streamIdLengthMax: 256,
   eventTypeLengthMax: 256,

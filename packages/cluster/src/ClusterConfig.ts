@@ -102,6 +102,23 @@ export const leaseRequestsInFlightMax = 512
  */
 export const handoffWaitMs = 600
 
+/**
+ * How long one lease refresh waits for the bucket before it stops waiting and falls back on `leaseToleranceMs`.
+ * Below the library's bound on a whole refresh (min(shardLockRefreshInterval, shardLockExpiration / 3) = 1 s): a
+ * refresh that outlives that bound marks the lock storage unhealthy and stops every entity of the runner.
+ */
+export const leaseRefreshTimeoutMs = 600
+
+/**
+ * How long after its last acknowledged write a lease is still reported as held when a refresh cannot reach the
+ * locks bucket (its Raft group electing a leader after a NATS node died: "no responders" or timeouts for a few
+ * seconds). The lease is still in the bucket until `shardLockExpirationMs` after that write, so nobody else can take
+ * it meanwhile; one refresh interval short of it, so that the refresh after the last tolerated one (1 s later, plus
+ * `leaseRefreshTimeoutMs`) fails and stops the shards before another runner could serve them. Without this, every
+ * runner stopped every entity for the whole election (see the module doc).
+ */
+export const leaseToleranceMs = shardLockExpirationMs - shardLockRefreshIntervalMs
+
 /** Pause between two reads of a lease that `acquire` waits on (see `handoffWaitMs`). */
 export const handoffPollIntervalMs = 25
 

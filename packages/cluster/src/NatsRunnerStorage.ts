@@ -125,6 +125,12 @@ interface RunnerValue {
   readonly token: string
 }
 
+/** A lease this storage instance holds: the revision of its last acknowledged write, and when that write was sent. */
+interface Lease {
+  readonly revision: number
+  readonly sentAtMs: number
+}
+
 interface ShardingValue {
   readonly shardsPerGroup: number
   readonly shardLockExpirationMs: number
@@ -274,9 +280,10 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
   const token = (yield* Effect.forEach([0, 1, 2, 3], () => Random.nextIntBetween(0, 0xffff)))
     .map((n) => n.toString(16).padStart(4, "0")).join("")
 
-  // The revision of every lease this instance wrote, per runner address (one instance may serve several in tests).
-  const leases = new Map<string, Map<string, number>>()
-  const leasesOf = (address: string): Map<string, number> => {
+  // Every lease this instance wrote, per runner address (one instance may serve several in tests): the revision of
+  // our last acknowledged write, and when that write was sent (the server's TTL started no earlier).
+  const leases = new Map<string, Map<string, Lease>>()
+  const leasesOf = (address: string): Map<string, Lease> => {
     let m = leases.get(address)
     if (m === undefined) leases.set(address, m = new Map())
     return m
@@ -297,8 +304,9 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
     Effect.gen(function*() {
       const mine = leasesOf(address)
       const value = lockValue(address)
-      const record = (revision: number) => void mine.set(key, revision)
-      const known = mine.get(key)
+      const sentAtMs = yield* Clock.currentTimeMillis
+      const record = (revision: number) => void mine.set(key, { revision, sentAtMs })
+      const known = mine.get(key)?.revision
       const first = known !== undefined
         ? yield* cas(() => locks.update(key, value, known), record)
         : yield* cas(() => locks.put(key, value, { previousSeq: 0 }), record)
@@ -345,8 +353,9 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
     Effect.gen(function*() {
       const mine = leasesOf(address)
       const value = lockValue(address)
-      const record = (revision: number) => void mine.set(key, revision)
-      const known = mine.get(key)
+      const sentAtMs = yield* Clock.currentTimeMillis
+      const record = (revision: number) => void mine.set(key, { revision, sentAtMs })
+      const known = mine.get(key)?.revision
       if (known !== undefined && (yield* cas(() => locks.update(key, value, known), record)) !== undefined) return true
       const entry = yield* request(() => locks.get(key))
       const current = entry === null ? undefined : parseLock(entry)
@@ -356,6 +365,33 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
       mine.delete(key)
       return false
     })
+
+  /**
+   * `refreshOne` within `leaseRefreshTimeoutMs`; when the bucket cannot answer in time (its Raft group electing a
+   * leader), a lease whose last acknowledged write is younger than `leaseToleranceMs` is reported as held: it is
+   * still in the bucket, so no other runner can have taken it (see ClusterConfig). An older one fails the refresh.
+   * A definite answer (kept, or lost to a revision mismatch) is never overridden.
+   */
+  const refreshTolerant = (address: string, key: string) =>
+    refreshOne(address, key).pipe(
+      Effect.timeoutOrElse({
+        duration: Duration.millis(ClusterConfig.leaseRefreshTimeoutMs),
+        orElse: () => Effect.fail(persistenceError(new Error(`refresh of lease ${key} timed out`)))
+      }),
+      Effect.catch((error) =>
+        Effect.gen(function*() {
+          const lease = leasesOf(address).get(key)
+          const ageMs = (yield* Clock.currentTimeMillis) - (lease?.sentAtMs ?? -Infinity)
+          if (ageMs < ClusterConfig.leaseToleranceMs) {
+            tolerated++
+            return true
+          }
+          return yield* Effect.fail(error)
+        })
+      )
+    )
+  /** Leases reported held without confirmation since the last fully confirmed refresh (for the log line). */
+  let tolerated = 0
 
   /** Deletes one lease if `address` holds it, with the revision we know or, failing that, the one we read. */
   const releaseOne = (address: string, key: string, revision: number | undefined) =>
@@ -516,23 +552,36 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
         // The heartbeat is best effort: the runners bucket is a separate Raft group, and a hiccup there must not
         // stop every entity while the leases themselves are fine (a registration that does lapse is re-registered
         // by the library's next assignment poll).
+        // Bounded like the leases: the library gives the whole refresh one refresh interval.
         const beat = heartbeat(address).pipe(
+          Effect.timeoutOrElse({
+            duration: Duration.millis(ClusterConfig.leaseRefreshTimeoutMs),
+            orElse: () => Effect.fail(persistenceError(new Error("heartbeat timed out")))
+          }),
           Effect.catchCause((cause) => Effect.logWarning(`heartbeat of runner ${address} failed`, cause))
         )
+        const toleratedBefore = tolerated
         const [, , results] = yield* Effect.all([
           beat,
           probe,
-          each(shardIds, (shardId) => refreshOne(address, shardKey(shardId)))
+          each(shardIds, (shardId) => refreshTolerant(address, shardKey(shardId)))
         ], { concurrency: 3 })
-        // A lease we could not confirm must not be reported as kept, nor as lost on a mere timeout: the whole
-        // refresh fails and the library retries it (and stops the shards if the storage stays unreachable).
+        // A lease we could not confirm, and no longer within its tolerance, must not be reported as kept, nor as lost
+        // on a mere timeout: the whole refresh fails and the library retries it (and stops the shards if the
+        // storage stays unreachable).
         const kept = yield* allOrFail(results)
+        if (tolerated > toleratedBefore) {
+          yield* Effect.logWarning(
+            `locks bucket unreachable: ${tolerated - toleratedBefore} of ${shardIds.length} leases of ${address} ` +
+              `kept unconfirmed (within ${ClusterConfig.leaseToleranceMs} ms of their last write)`
+          )
+        }
         return shardIds.filter((_, i) => kept[i])
       }),
 
     release: (address, shardId) => {
       const key = shardKey(shardId)
-      return releaseOne(address, key, leases.get(address)?.get(key))
+      return releaseOne(address, key, leases.get(address)?.get(key)?.revision)
     },
 
     releaseAll: (address) =>
@@ -549,7 +598,7 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
         for (const [key, entry] of entries) {
           if (parseLock(entry)?.runner === address) targets.set(key, entry.revision)
         }
-        for (const [key, revision] of leasesOf(address)) if (!targets.has(key)) targets.set(key, revision)
+        for (const [key, lease] of leasesOf(address)) if (!targets.has(key)) targets.set(key, lease.revision)
         yield* allOrFail(yield* each([...targets], ([key, revision]) => releaseOne(address, key, revision)))
         leases.delete(address)
       })

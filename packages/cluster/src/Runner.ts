@@ -22,7 +22,7 @@ import { Cause, type Config, Effect, Exit, Layer, type LogLevel, Option, Referen
 import { type ClusterError, MessageStorage, RunnerAddress, type Sharding, ShardingConfig } from "effect/cluster"
 import type { HttpServerError } from "effect/http"
 import type { SocketServer } from "effect/socket"
-import type { ChronosConfigShape } from "@chronos/config"
+import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
 import type { LogError } from "@chronos/engine/EventLog"
 import * as Node from "@chronos/server/Node"
 import * as ClusterConfig from "./ClusterConfig.ts"
@@ -107,12 +107,48 @@ const teardown: Runtime.Teardown = (exit, onExit) =>
   Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
 
 /**
+ * Bounds a graceful shutdown: from the first SIGINT/SIGTERM, the process has `shutdownTimeoutMs` to finish it, then
+ * exits with status 1 whatever is still waiting. A stop must always end: a runner resumed after being frozen past its
+ * lease has lost its shards and its peers may no longer answer it, and a shutdown step waiting on them (an HTTP
+ * request that never ends, a peer RPC) would keep it alive for ever. Nothing acknowledged depends on the rest of the
+ * shutdown: every acknowledged commit is already durable in JetStream, and leases expire by themselves.
+ */
+export const layerShutdownBound: Layer.Layer<never, never, ChronosConfig> = Layer.effectDiscard(
+  Effect.gen(function*() {
+    const { shutdownTimeoutMs } = yield* ChronosConfig
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const onSignal = (signal: NodeJS.Signals) => {
+      timer ??= setTimeout(() => {
+        process.stderr.write(`chronos runner: graceful shutdown after ${signal} did not finish within ` +
+          `${shutdownTimeoutMs} ms (shutdownTimeoutMs); exiting\n`)
+        process.exit(1)
+      }, shutdownTimeoutMs)
+      // Does not keep an otherwise finished process alive.
+      timer.unref()
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        process.on("SIGTERM", onSignal)
+        process.on("SIGINT", onSignal)
+      }),
+      // The timer itself stays armed: it must outlive the rest of the shutdown.
+      () =>
+        Effect.sync(() => {
+          process.removeListener("SIGTERM", onSignal)
+          process.removeListener("SIGINT", onSignal)
+        })
+    )
+  })
+)
+
+/**
  * Runs a runner as the process's main program until SIGINT/SIGTERM, then shuts it down gracefully: the HTTP
- * gateway drains, the runner unregisters and hands its shards off, partitions close, the log connection drains.
+ * gateway drains, the runner unregisters and hands its shards off, partitions close, the log connection drains —
+ * within `shutdownTimeoutMs` (see `layerShutdownBound`).
  * `logLevel` "Debug" also shows the cluster library's shard assignments, acquisitions and releases.
  */
 export const run = (options: Options & { readonly logLevel?: LogLevel.LogLevel | undefined }): void =>
-  Layer.launch(layer(options)).pipe(
+  Layer.launch(Layer.provideMerge(layerShutdownBound, layer(options))).pipe(
     Effect.provideService(References.MinimumLogLevel, options.logLevel ?? "Info"),
     NodeRuntime.runMain({ teardown })
   )

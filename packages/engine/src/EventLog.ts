@@ -17,6 +17,7 @@
  *  - `LogFenced` means another writer appended to this partition: this handle's view is stale.
  */
 import { Context, Effect, Layer, Schema, type Scope } from "effect"
+import type { Event } from "@chronos/domain"
 import { type Commit, lastSeq } from "./Commit.ts"
 import * as FileLog from "./internal/fileLog.ts"
 import * as JetStreamLog from "./internal/jetStreamLog.ts"
@@ -68,6 +69,11 @@ export interface EventLogShape {
    * storage (every driver here has it).
    */
   readonly drop?: (namespace: string) => Effect.Effect<void, LogError>
+  /**
+   * The replicas of a partition's log as its leader reports them (leader first), for `GET /v1/partitions`; empty
+   * when the log does not exist yet. Optional: a driver without it keeps one local copy (memory, file).
+   */
+  readonly replicas?: (partition: number) => Effect.Effect<ReadonlyArray<Event.ReplicaStatus>, LogError>
 }
 
 /** A namespace name as `open` and `drop` accept it: it becomes a directory name and part of a stream name. */

@@ -24,7 +24,7 @@
  * The write path avoids per-event Effect overhead: an append is one `Effect.callback` that registers with the
  * writer synchronously; the writer fiber cuts commits and resumes callers when the log acknowledges.
  */
-import { Cause, Clock, Effect, Exit, Option, Random, Schedule, Scope } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Option, Random, Schedule, Scope } from "effect"
 import type { ChronosConfigShape } from "@chronos/config"
 import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
 import { ColdStore, type SealTarget } from "./ColdStore.ts"
@@ -44,6 +44,7 @@ export type PartitionLimits = Pick<
   | "readEventsMax"
   | "snapshotEveryEvents"
   | "reloadRetriesMax"
+  | "reloadBackoffMsMax"
   | "appendTimeoutMs"
 >
 
@@ -367,6 +368,16 @@ export const make = Effect.fnUntraced(function*(
    * the log from the sequence after them. Only durable commits exist afterwards.
    */
   const load = Effect.gen(function*() {
+    logScope = yield* Scope.fork(scope)
+    log = yield* eventLog.open(id, options.namespace).pipe(Effect.provideService(Scope.Scope, logScope))
+    // Read everything first, then rebuild the indexes in one synchronous step: a reload (after a refused commit) runs
+    // while readers keep calling this partition, and they must keep seeing the previous state — durable up to its
+    // watermark — until the new one is complete, never a half-rebuilt one (a watermark back at 0, a stream missing
+    // its events: found by the chaos test's observer).
+    const sealedCommits: Array<Commit> = []
+    const sealed = Option.isSome(cold) ? yield* cold.value.replay(id, (commit) => void sealedCommits.push(commit)) : 0
+    const logCommits: Array<Commit> = []
+    const last = yield* log.replay(sealed + 1, (commit) => void logCommits.push(commit))
     events = []
     streams = new Map()
     streamCount = 0
@@ -377,23 +388,21 @@ export const make = Effect.fnUntraced(function*(
     watermark = base
     // A fork's timestamps continue from its parent's at the base: time order holds across the boundary.
     lastTimestamp = prefix === undefined ? 0 : prefix.parent.timestampAt(base)
-    logScope = yield* Scope.fork(scope)
-    log = yield* eventLog.open(id, options.namespace).pipe(Effect.provideService(Scope.Scope, logScope))
     replayFromSeq = 1
-    const sealed = Option.isSome(cold) ? yield* cold.value.replay(id, applyCommit) : 0
+    for (const commit of sealedCommits) applyCommit(commit)
     if (sealed !== events.length) {
       return yield* Effect.die(new Error(`partition ${id}: cold tier reports seq ${sealed} but replayed ${events.length}`))
     }
     replayFromSeq = sealed + 1
-    const last = yield* log.replay(sealed + 1, (commit) => {
+    for (const commit of logCommits) {
       if (events.length === 0 && commit.firstSeq > 1 && Option.isNone(cold)) {
-        throw new Error(
+        return yield* Effect.die(new Error(
           `partition ${id}: the log starts at seq ${commit.firstSeq}, it was truncated below sealed segments; ` +
             `open the partition with the ColdStore that holds them (@chronos/storage)`
-        )
+        ))
       }
       applyCommit(commit)
-    })
+    }
     if (last < sealed) {
       return yield* Effect.die(new Error(`partition ${id}: the log ends at seq ${last}, below the sealed seq ${sealed}`))
     }
@@ -511,7 +520,7 @@ export const make = Effect.fnUntraced(function*(
         yield* Effect.logWarning(`partition ${id}: log append failed, reloading from the log`, reason)
         yield* Scope.close(logScope, Exit.void)
         const reloaded = yield* Effect.exit(load.pipe(
-          Effect.retry({ times: limits.reloadRetriesMax, schedule: Schedule.exponential("100 millis") })
+          Effect.retry({ times: limits.reloadRetriesMax, schedule: reloadSchedule(limits) })
         ))
         if (Exit.isFailure(reloaded)) return stop(`reload failed: ${String(reloaded.cause)}`)
         reloading = false
@@ -1005,6 +1014,14 @@ export const quarantined = (id: number, error: Errors.CorruptData): Partition =>
     }
   }
 }
+
+/**
+ * The pauses between attempts to reopen a partition's log: doubling from 100 ms, capped at `reloadBackoffMsMax`.
+ * Capped because the log usually comes back all at once (a NATS stream leader elected after 4–7 s): an uncapped
+ * doubling would by then wait 6.4 s more before its next attempt, turning a short outage into a long stall.
+ */
+export const reloadSchedule = (limits: Pick<PartitionLimits, "reloadBackoffMsMax">) =>
+  Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced(Duration.millis(limits.reloadBackoffMsMax))])
 
 /**
  * `make`, except that a partition whose stored data fails verification — a sealed segment (`CorruptData`) or a log

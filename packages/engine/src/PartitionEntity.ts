@@ -211,7 +211,18 @@ export const layerEntity: Layer.Layer<never, never, Sharding.Sharding | ChronosC
       if (!Number.isInteger(id) || id < 0 || id >= config.partitions) {
         return yield* Effect.die(new Error(`Partition entity id ${address.entityId} is not a partition of ${config.partitions}`))
       }
-      const partition = yield* Partition.makeServing(id, config).pipe(Effect.orDie)
+      // A log that is unavailable for now (its NATS stream electing a leader, a node restarting) is retried here,
+      // with the reload's capped backoff, instead of failing the activation: a failed activation is only retried
+      // by the cluster library later, and meanwhile every call to the partition waits.
+      const partition = yield* Partition.makeServing(id, config).pipe(
+        Effect.tapError((e) => Effect.logWarning(`partition ${id}: cannot open its log yet, retrying`, e.message)),
+        Effect.retry({
+          while: (e) => e._tag === "LogUnavailable",
+          times: config.reloadRetriesMax,
+          schedule: Partition.reloadSchedule(config)
+        }),
+        Effect.orDie
+      )
       const active = yield* ActivePartitions
       active.set(id, partition)
       yield* Effect.addFinalizer(() => Effect.sync(() => active.get(id) === partition && active.delete(id)))

@@ -303,7 +303,12 @@ export const make = (options: Options): Effect.Effect<EventLogShape, LogUnavaila
           : isNamespace(namespace)
           ? openPartition({ ...o, prefix: namespacePrefix(o.prefix, namespace) }, link, jsm, js, messageBytesMax, partition)
           : Effect.die(new Error(`JetStream log: invalid namespace ${JSON.stringify(namespace)}`)),
-      drop: (namespace) => dropNamespace(o, jsm, namespace)
+      drop: (namespace) => dropNamespace(o, jsm, namespace),
+      replicas: (partition) =>
+        Effect.tryPromise({
+          try: () => link.whileConnected(() => readReplicas(jsm, o.prefix, partition)).then((r) => r ?? []),
+          catch: (e) => new LogUnavailable({ partition, message: `cannot read the replicas of partition ${partition}: ${errorText(e)}` })
+        })
     } satisfies EventLogShape
   })
 
