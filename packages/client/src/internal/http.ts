@@ -396,7 +396,9 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
               headers: lastEventId === undefined ? {} : { "last-event-id": lastEventId }
             }))
           ).pipe(Stream.mapError(toSdkError)),
-        isRetryable: (error) => isRetryable(error),
+        // Any `Unavailable` of a subscription is worth a reconnect (bounded): a connection cut while its body is
+        // read surfaces as a response error, not as a transport error of the request.
+        isRetryable: (error) => error._tag === "Unavailable",
         reconnectsMax,
         delayMs: reconnectDelayMs,
         delayMsMax: reconnectDelayMsMax
