@@ -13,6 +13,7 @@ import { Engine } from "@chronos/engine/Engine"
 import { EventLog, type LogError } from "@chronos/engine/EventLog"
 import * as PartitionEntity from "@chronos/engine/PartitionEntity"
 import { ColdTier } from "@chronos/storage/ColdTier"
+import * as Retention from "@chronos/storage/Retention"
 import type { Sharding } from "effect/cluster"
 import type { SearchConfigShape } from "@chronos/search/SearchConfig"
 import { forksLayer } from "./ForksHandlers.ts"
@@ -36,22 +37,35 @@ export const logLayer = (config: ChronosConfigShape): Layer.Layer<EventLog, LogE
       return EventLog.layerJetStream({
         servers: config.natsUrls.split(",").map((s) => s.trim()).filter((s) => s !== ""),
         replicas: config.natsReplicas,
-        commitBytesMax: config.commitBytesMax,
-        // Short: a request or publish to a stream leader that just died must fail and be retried on the new leader
-        // (the partition's reload, the entity's activation retry) rather than wait out a long default.
-        requestTimeoutMs: config.natsRequestTimeoutMs,
-        publishTimeoutMs: config.natsPublishTimeoutMs
+        commitBytesMax: config.commitBytesMax
       })
   }
 }
 
 /**
- * The cold tier (Parquet segments, `@chronos/storage`) of `config.logDriver`: plain files under
- * `<dataDir>/segments/` for the file log; none yet for the others (their partitions replay the whole log). Typed
- * as providing nothing: the engine and the admin handler find it with `serviceOption`.
+ * The cold tier (Parquet segments, `@chronos/storage`) of `config.segmentStoreDriver`: by default plain files under
+ * `<dataDir>/segments/` for the file log and none for the others (their partitions replay the whole log); `nats`
+ * puts segments and manifests in NATS buckets replicated like the JetStream log. Typed as providing nothing: the
+ * engine and the admin handler find it with `serviceOption`. A node that cannot reach its segment store must not
+ * serve (it would serve a partial history): a start-up defect.
  */
-export const coldLayer = (config: ChronosConfigShape): Layer.Layer<never, never, ChronosConfig> =>
-  config.logDriver === "file" ? ColdTier.layerLocal({ dataDir: config.dataDir }) : Layer.empty
+export const coldLayer = (config: ChronosConfigShape): Layer.Layer<never, never, ChronosConfig> => {
+  const driver = config.segmentStoreDriver === "default"
+    ? (config.logDriver === "file" ? "local" : "none")
+    : config.segmentStoreDriver
+  switch (driver) {
+    case "local":
+      return ColdTier.layerLocal({ dataDir: config.dataDir })
+    case "nats":
+      return ColdTier.layerNats({
+        servers: config.natsUrls.split(",").map((s) => s.trim()).filter((s) => s !== ""),
+        replicas: config.natsReplicas,
+        requestTimeoutMs: config.segmentStoreTimeoutMs
+      }).pipe(Layer.orDie)
+    case "none":
+      return Layer.empty
+  }
+}
 
 /** `log: file, data: ./data` / `log: jetstream, nats: …` / `log: memory`. */
 const describeLog = (config: ChronosConfigShape) =>
@@ -86,11 +100,12 @@ export const layerFromConfig = (options: Options = {}): Layer.Layer<
     // One log for the engine and the forks (theirs in per-fork namespaces of it).
     const LogLive = logLayer(config)
     // Partitions are effect/cluster entities on this runner; the engine calls them directly while they are local.
-    const EngineLive = PartitionEntity.layerEngine.pipe(
+    // Reads apply each stream's retention and deletion at once (`Retention.enforce`), not only after compaction.
+    const EngineLive = Retention.layerEnforced.pipe(Layer.provideMerge(PartitionEntity.layerEngine.pipe(
       Layer.provide(options.sharding ?? PartitionEntity.layerSingleRunner),
       Layer.provideMerge(coldLayer(config)),
       Layer.provide(LogLive)
-    )
+    )))
     // Forks over the engine (closed before it). A node that cannot read its fork registry must not serve.
     const EngineAndForks = forksLayer(config).pipe(Layer.orDie, Layer.provide(LogLive), Layer.provideMerge(EngineLive))
     // Search follows the engine's committed events (and reads forks for `fork` searches); it is released before the

@@ -12,15 +12,24 @@
  * not among the last `maxCount` versions, or when it is older than `maxAgeMs`; `$erased` placeholders are always
  * hidden. `$metadata` and `$deleted` are never hidden: they carry the rules.
  *
- * Enforcement: `visible` applies the rule to any list of a stream's events (callers that read through it never see
- * hidden events); `Compact.run` erases hidden events in sealed segments — payload (data, metadata) and type are
- * replaced, while the event id, stream, version, sequence and timestamp stay, so every stream's versions and every
- * partition's sequence remain gapless and a retried append of an erased event still answers as a duplicate.
- * Not done: the engine's hot-index reads do not apply these rules yet, and the log tail (unsealed) is not compacted.
+ * Enforcement, at three points:
+ *  - reads: `enforce(engine)` (the node's `Engine`, see `layerEnforced`) hides what the rule hides from every read
+ *    and query at once — not only after compaction: `readStream`, `query`, `readPartition` and `state` (the state
+ *    folds only the visible events). A page is filled across hidden events (reads continue past them), so `limit`
+ *    and `next` keep their meaning;
+ *  - sealing: `Sealer.seal` erases the erasable events of the range it seals (see `erasing`), so a hard-deleted or
+ *    expired event in the log tail never reaches a segment;
+ *  - compaction: `Compact.run` erases hidden events in sealed segments.
+ * Erasing replaces payload (data, metadata) and type, while the event id, stream, version, sequence and timestamp
+ * stay, so every stream's versions and every partition's sequence remain gapless and a retried append of an erased
+ * event still answers as a duplicate.
+ *
+ * Rules are read as they are now, also for `asOf` reads (retention is not time-travelled: what is deleted is gone).
+ * Subscriptions and forks' engines do not apply them (a subscriber sees the log as written, tombstones included).
  */
-import { Effect } from "effect"
-import type { Errors, Event } from "@chronos/domain"
-import type { EngineShape } from "@chronos/engine/Engine"
+import { Clock, Context, Effect, Layer, Option } from "effect"
+import { Errors, type Event, Reducer } from "@chronos/domain"
+import { Engine, type EngineShape } from "@chronos/engine/Engine"
 
 export const metadataType = "$metadata"
 export const deletedType = "$deleted"
@@ -129,3 +138,202 @@ export const deleteStream = (
   options: { readonly hard: boolean }
 ): Effect.Effect<Event.AppendResult, Errors.AppendError> =>
   engine.append(tenant, stream, { events: [{ type: deletedType, data: { hard: options.hard } }] } as never)
+
+// --- enforcement on reads ------------------------------------------------------------------------------------------
+
+const ruleTypes = [metadataType, deletedType]
+
+/** Versions below this are hidden unless they are system events (the rules other than `maxAgeMs`). */
+const cutoffOf = (rules: StreamRules, lastVersion: number): number =>
+  Math.max(
+    rules.truncateBefore,
+    rules.deletedBefore,
+    rules.maxCount === undefined ? 0 : lastVersion - rules.maxCount + 1
+  )
+
+interface StreamView {
+  readonly rules: StreamRules
+  readonly lastVersion: number
+  /** The stream's `$metadata` / `$deleted` events in version order. */
+  readonly system: ReadonlyArray<Event.StoredEvent>
+}
+
+/** A stream's system events, from its partition's type index (paged: any number of them). */
+const systemEvents = (engine: EngineShape, tenant: string, partition: number, stream: string | undefined) =>
+  Effect.gen(function*() {
+    const out: Array<Event.StoredEvent> = []
+    const pageMax = engine.config.readEventsMax
+    let fromSeq: number | undefined
+    while (true) {
+      const page = yield* engine.router.scan(partition, tenant, { types: ruleTypes, stream, fromSeq, limit: pageMax })
+      out.push(...page)
+      if (page.length < pageMax) return out
+      fromSeq = page[page.length - 1]!.seq + 1
+    }
+  })
+
+const lastVersionOf = (engine: EngineShape, tenant: string, stream: string) =>
+  Effect.map(
+    engine.router.readStream(engine.partitionOf(tenant, stream), tenant, stream, {
+      fromVersion: undefined,
+      limit: 1,
+      direction: "backward",
+      asOf: undefined
+    }),
+    (events) => events[0]?.streamVersion ?? -1
+  )
+
+/** The stream's rules and last version; `undefined` when it has no system event (nothing but `$erased` is hidden). */
+const viewOf = (engine: EngineShape, tenant: string, stream: string) =>
+  Effect.gen(function*() {
+    const system = yield* systemEvents(engine, tenant, engine.partitionOf(tenant, stream), stream)
+    if (system.length === 0) return undefined
+    system.sort((a, b) => a.streamVersion - b.streamVersion)
+    return { rules: rulesOf(system), lastVersion: yield* lastVersionOf(engine, tenant, stream), system } satisfies StreamView
+  })
+
+const streamKey = (tenant: string, stream: string) => `${tenant}\u0000${stream}`
+
+/** The views of every stream of `tenant` with rules, over the given partitions. */
+const tenantViews = (engine: EngineShape, tenant: string, partitions: ReadonlyArray<number>) =>
+  Effect.gen(function*() {
+    const all = yield* Effect.forEach(partitions, (p) => systemEvents(engine, tenant, p, undefined), { concurrency: 8 })
+    const byStream = new Map<string, Array<Event.StoredEvent>>()
+    for (const e of all.flat()) {
+      let list = byStream.get(e.stream)
+      if (list === undefined) byStream.set(e.stream, list = [])
+      list.push(e)
+    }
+    const views = new Map<string, StreamView>()
+    yield* Effect.forEach([...byStream], ([stream, system]) =>
+      Effect.map(lastVersionOf(engine, tenant, stream), (lastVersion) => {
+        system.sort((a, b) => a.streamVersion - b.streamVersion)
+        views.set(streamKey(tenant, stream), { rules: rulesOf(system), lastVersion, system })
+      }), { concurrency: 8, discard: true })
+    return views
+  })
+
+const hiddenIn = (views: ReadonlyMap<string, StreamView>, nowMs: number) => (e: Event.StoredEvent): boolean => {
+  if (e.type === erasedType) return true
+  const view = views.get(streamKey(e.tenant, e.stream))
+  return view !== undefined && isHidden(e, view.rules, view.lastVersion, nowMs)
+}
+
+/**
+ * The engine with retention and deletion applied to its reads (see the module comment). Writes, subscriptions and
+ * everything else are the engine's own.
+ */
+export const enforce = (engine: EngineShape): EngineShape => {
+  const readStream: EngineShape["readStream"] = (tenant, stream, request) =>
+    Effect.gen(function*() {
+      const view = yield* viewOf(engine, tenant, stream)
+      if (view === undefined) {
+        // Only `$erased` placeholders can be hidden: rare, so the engine's answer is used as it is when it has none.
+        const events = yield* engine.readStream(tenant, stream, request)
+        if (!events.some((e) => e.type === erasedType)) return events
+      }
+      const nowMs = yield* Clock.currentTimeMillis
+      const rules = view?.rules ?? noRules
+      const last = view?.lastVersion ?? Number.MAX_SAFE_INTEGER
+      const hidden = (e: Event.StoredEvent) => isHidden(e, rules, last, nowMs)
+      const limit = request.limit ?? engine.config.readEventsDefault
+      const backward = request.direction === "backward"
+      const cutoff = view === undefined || request.asOf !== undefined ? 0 : cutoffOf(rules, last)
+      const out: Array<Event.StoredEvent> = []
+      // Below the cutoff only system events are visible: they are known without reading what lies between them.
+      const systemBelow = (from: number, to: number) =>
+        (view?.system ?? []).filter((e) => e.streamVersion >= from && e.streamVersion < to && !hidden(e))
+      let cursor: number | undefined = request.fromVersion
+      if (!backward && cutoff > 0 && (cursor ?? 0) < cutoff) {
+        out.push(...systemBelow(cursor ?? 0, cutoff).slice(0, limit))
+        cursor = cutoff
+      }
+      while (out.length < limit) {
+        if (backward && cursor !== undefined && cursor < cutoff) break
+        const page = yield* engine.readStream(tenant, stream, { ...request, fromVersion: cursor, limit })
+        for (const e of page) {
+          if (backward && e.streamVersion < cutoff) break
+          if (!hidden(e) && out.length < limit) out.push(e)
+        }
+        const lastRead = page[page.length - 1]
+        if (page.length < limit || lastRead === undefined) break
+        cursor = backward ? lastRead.streamVersion - 1 : lastRead.streamVersion + 1
+        if (cursor < 0) break
+      }
+      if (backward && cutoff > 0 && out.length < limit) {
+        const top = Math.min(cutoff, (cursor ?? Number.MAX_SAFE_INTEGER) + 1)
+        out.push(...systemBelow(0, top).reverse().slice(0, limit - out.length))
+      }
+      return out
+    })
+
+  const query: EngineShape["query"] = (tenant, request) =>
+    Effect.gen(function*() {
+      const views = yield* tenantViews(engine, tenant, Array.from({ length: engine.config.partitions }, (_, p) => p))
+      const hidden = hiddenIn(views, yield* Clock.currentTimeMillis)
+      const limit = request.limit ?? engine.config.readEventsDefault
+      const out: Array<Event.StoredEvent> = []
+      let after = request.after
+      // Each page asks for what is still missing, so every event of a page fits and `next` stays exact.
+      while (true) {
+        const page = yield* engine.query(tenant, { ...request, after, limit: limit - out.length })
+        for (const e of page.events) if (!hidden(e)) out.push(e)
+        if (page.next === undefined) return { events: out, next: undefined }
+        if (out.length >= limit) return { events: out, next: page.next }
+        after = page.next
+      }
+    })
+
+  const readPartition: EngineShape["readPartition"] = (tenant, partition, request) =>
+    Effect.gen(function*() {
+      // The engine validates the request (tenant, partition, limit) before anything else is read.
+      const first = yield* engine.readPartition(tenant, partition, request)
+      const views = yield* tenantViews(engine, tenant, [partition])
+      const hidden = hiddenIn(views, yield* Clock.currentTimeMillis)
+      const limit = request.limit ?? engine.config.readEventsDefault
+      const out: Array<Event.StoredEvent> = []
+      let page = first
+      let requested = limit
+      while (true) {
+        for (const e of page) if (!hidden(e)) out.push(e)
+        const lastRead = page[page.length - 1]
+        if (out.length >= limit || lastRead === undefined || page.length < requested) return out
+        requested = limit - out.length
+        page = yield* engine.readPartition(tenant, partition, { ...request, fromSeq: lastRead.seq + 1, limit: requested })
+      }
+    })
+
+  const state: EngineShape["state"] = (tenant, stream, reducerOrName, asOf) =>
+    Effect.gen(function*() {
+      const view = yield* viewOf(engine, tenant, stream)
+      if (view === undefined) return yield* engine.state(tenant, stream, reducerOrName, asOf)
+      const reducer = typeof reducerOrName === "object" ? Option.some(reducerOrName) : Reducer.fromName(reducerOrName ?? "merge")
+      // An unknown reducer name: the engine's own answer (InvalidRequest).
+      if (Option.isNone(reducer)) return yield* engine.state(tenant, stream, reducerOrName, asOf)
+      const events: Array<Event.StoredEvent> = []
+      let fromVersion = 0
+      while (true) {
+        const page = yield* readStream(tenant, stream, { fromVersion, limit: engine.config.readEventsMax, asOf }).pipe(
+          // readEventsMax is within the limit by definition: exceeding it would be a broken invariant.
+          Effect.catchTag("LimitExceeded", (e) => Effect.die(e))
+        )
+        events.push(...page)
+        if (page.length < engine.config.readEventsMax) break
+        fromVersion = page[page.length - 1]!.streamVersion + 1
+      }
+      if (events.length === 0) return yield* new Errors.StreamNotFound({ tenant, stream })
+      let folded = reducer.value.initial
+      for (const e of events) if (!isSystemType(e.type)) folded = reducer.value.step(folded, e)
+      return { stream, reducer: reducer.value.name, version: events[events.length - 1]!.streamVersion, state: folded }
+    })
+
+  return { ...engine, readStream, query, readPartition, state }
+}
+
+/** Replaces the provided `Engine` by `enforce(engine)` (the node's: every HTTP read goes through it). */
+export const layerEnforced: Layer.Layer<Engine, never, Engine> = Layer.effect(
+  Engine,
+  Effect.gen(function*() {
+    return enforce(yield* Engine)
+  })
+)
