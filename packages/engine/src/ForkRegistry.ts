@@ -20,9 +20,9 @@ import { jetstream, StorageType } from "@nats-io/jetstream"
 import { type KV, Kvm } from "@nats-io/kv"
 import { connect } from "@nats-io/transport-node"
 import * as fs from "node:fs"
-import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { Errors } from "@chronos/domain"
+import * as DurableFile from "./DurableFile.ts"
 
 /** One fork, as stored. Times are epoch ms. */
 export const ForkRecord = Schema.Struct({
@@ -93,15 +93,6 @@ const unavailable = (what: string, error: unknown) =>
     retryable: true
   })
 
-const fsyncDir = async (dir: string): Promise<void> => {
-  const fh = await fsp.open(dir, "r")
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
-
 /**
  * The file driver. Reads the file once (a missing file is an empty registry; a file that does not decode is a
  * defect naming it: the registry is never silently reset), then rewrites it whole on every change.
@@ -135,19 +126,7 @@ export const makeFile = (dataDir: string): Effect.Effect<ForkRegistryShape, Erro
     /** Writes `next` durably, then makes it the in-memory state; on failure the old state (and file) stand. */
     const write = (next: Map<string, ForkRecord>) =>
       Effect.tryPromise({
-        try: async () => {
-          await fsp.mkdir(dir, { recursive: true })
-          const tmp = `${file}.tmp`
-          const fh = await fsp.open(tmp, "w")
-          try {
-            await fh.writeFile(JSON.stringify({ formatVersion: 1, forks: [...next.values()] }) + "\n")
-            await fh.sync()
-          } finally {
-            await fh.close()
-          }
-          await fsp.rename(tmp, file)
-          await fsyncDir(dir)
-        },
+        try: () => DurableFile.writeAtomic(file, JSON.stringify({ formatVersion: 1, forks: [...next.values()] }) + "\n"),
         catch: (error) => unavailable(`cannot write ${file}`, error)
       }).pipe(Effect.andThen(Effect.sync(() => {
         records.clear()

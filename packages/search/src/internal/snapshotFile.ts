@@ -8,7 +8,7 @@
  * whose checksum does not match is reported as corrupt and the caller rebuilds from the log.
  */
 import * as fs from "node:fs/promises"
-import * as path from "node:path"
+import * as DurableFile from "@chronos/engine/DurableFile"
 import * as zlib from "node:zlib"
 
 const magic = Buffer.from("CHSNAP01", "latin1")
@@ -91,34 +91,7 @@ export const decode = (file: Buffer): Snapshot => {
 }
 
 /** Writes `data` to `file` atomically (temporary file, fsync, rename, fsync of the directory). */
-export const writeAtomic = async (file: string, data: Buffer | ((tmp: string) => Promise<void>)): Promise<void> => {
-  await fs.mkdir(path.dirname(file), { recursive: true })
-  const tmp = `${file}.tmp`
-  if (typeof data === "function") {
-    await data(tmp)
-    const handle = await fs.open(tmp, "r+")
-    try {
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-  } else {
-    const handle = await fs.open(tmp, "w")
-    try {
-      await handle.writeFile(data)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-  }
-  await fs.rename(tmp, file)
-  const dir = await fs.open(path.dirname(file), "r")
-  try {
-    await dir.sync()
-  } finally {
-    await dir.close()
-  }
-}
+export const writeAtomic = DurableFile.writeAtomic
 
 /** The file's bytes, or undefined when it does not exist. */
 export const readIfExists = async (file: string): Promise<Buffer | undefined> => {
