@@ -77,7 +77,9 @@ export const sealPartition = (
     }
     return yield* seal(store, target, {
       rowGroupRowsMax: config.segmentRowGroupRowsMax,
-      segmentEventsMax: config.segmentEventsMax
+      segmentEventsMax: config.segmentEventsMax,
+      // Only the log tail is in memory here: rules set in earlier segments are applied by `Compact.run`.
+      indexFromSeq: from
     })
   }))
 

@@ -8,12 +8,18 @@
  * A crash between 2 and 3 leaves the log longer than needed, which the next seal truncates.
  *
  * Only ranges at or below the partition's watermark are sealed, in segments of at most `segmentEventsMax` events.
+ *
+ * Sealing also compacts the log tail it seals: an event that retention or hard deletion makes erasable (see
+ * `Retention.isErasable`) is written to the segment already `$erased` — payload and type removed, position kept — so
+ * a hard-deleted event never reaches a segment. The rules come from the stream's events in the partition's hot index
+ * (`readRange` from `SealOptions.indexFromSeq`, 1 for an open partition, whose index holds every event).
  */
 import { Clock, Effect } from "effect"
 import type { Errors, Event } from "@chronos/domain"
 import type { SealTarget } from "@chronos/engine/ColdStore"
 import { type LogError, LogUnavailable } from "@chronos/engine/EventLog"
 import * as Manifest from "./Manifest.ts"
+import * as Retention from "./Retention.ts"
 import * as SegmentFormat from "./SegmentFormat.ts"
 import { sha256 } from "./SegmentReader.ts"
 import type { SegmentStoreError, SegmentStoreShape } from "./SegmentStore.ts"
@@ -23,6 +29,11 @@ export interface SealOptions {
   readonly rowGroupRowsMax: number
   /** `ChronosConfig.segmentEventsMax`. */
   readonly segmentEventsMax: number
+  /**
+   * The first sequence `readRange` can serve (default 1). Retention rules are read from `[indexFromSeq, watermark]`:
+   * an offline seal sees only the log tail, so rules set only in earlier segments wait for `Compact.run`.
+   */
+  readonly indexFromSeq?: number | undefined
 }
 
 export interface SealedSegment {
@@ -96,6 +107,49 @@ export const writeSegment = Effect.fnUntraced(function*(
   }
 })
 
+type Rules = ReadonlyMap<string, { readonly rules: Retention.StreamRules; readonly lastVersion: number }>
+
+const streamKey = (tenant: string, stream: string) => `${tenant}\u0000${stream}`
+
+/** The retention rules and last versions of the streams that have any, from `[fromSeq, toSeq]` of the hot index. */
+export const rulesOfRange = (target: SealTarget, fromSeq: number, toSeq: number): Rules => {
+  const system = new Map<string, Array<Event.StoredEvent>>()
+  const last = new Map<string, number>()
+  for (let s = fromSeq; s <= toSeq; s += 10_000) {
+    for (const e of target.readRange(s, Math.min(toSeq, s + 9_999))) {
+      const k = streamKey(e.tenant, e.stream)
+      last.set(k, Math.max(last.get(k) ?? -1, e.streamVersion))
+      if (e.type === Retention.metadataType || e.type === Retention.deletedType) {
+        let list = system.get(k)
+        if (list === undefined) system.set(k, list = [])
+        list.push(e)
+      }
+    }
+  }
+  return new Map([...system].map(([k, events]) => [k, { rules: Retention.rulesOf(events), lastVersion: last.get(k)! }]))
+}
+
+/** `events` with every erasable one replaced by its `$erased` placeholder, and how many rows are erased. */
+export const eraseExpired = (
+  events: ReadonlyArray<Event.StoredEvent>,
+  rules: Rules,
+  nowMs: number
+): { readonly events: ReadonlyArray<Event.StoredEvent>; readonly erasedRows: number } => {
+  if (rules.size === 0) return { events, erasedRows: events.filter((e) => e.type === Retention.erasedType).length }
+  let erasedRows = 0
+  const out = events.map((e) => {
+    if (e.type === Retention.erasedType) {
+      erasedRows++
+      return e
+    }
+    const r = rules.get(streamKey(e.tenant, e.stream))
+    if (r === undefined || !Retention.isErasable(e, r.rules, r.lastVersion, nowMs)) return e
+    erasedRows++
+    return { ...e, type: Retention.erasedType, data: null, metadata: {} }
+  })
+  return { events: out, erasedRows }
+}
+
 /**
  * Seals everything of `target` that is durable and not sealed yet, then truncates its log below the sealed range.
  * Callers serialize seals of one partition (the manifest is read, extended and written back).
@@ -110,6 +164,15 @@ export const seal = Effect.fnUntraced(function*(
   const written: Array<SealedSegment> = []
   const watermark = target.watermark()
   let from = Manifest.sealedThrough(manifest) + 1
+  const indexFromSeq = options.indexFromSeq ?? 1
+  const rules = from <= watermark && indexFromSeq <= watermark
+    ? yield* Effect.try({
+      try: () => rulesOfRange(target, indexFromSeq, watermark),
+      catch: (error) =>
+        new LogUnavailable({ partition, message: `retention rules not readable now: ${String((error as Error).message)}` })
+    })
+    : new Map()
+  const nowMs = yield* Clock.currentTimeMillis
   while (from <= watermark) {
     const to = Math.min(watermark, from + options.segmentEventsMax - 1)
     // The range can vanish under us only while the partition reloads its log: transient, the next seal retries.
@@ -118,8 +181,9 @@ export const seal = Effect.fnUntraced(function*(
       catch: (error) =>
         new LogUnavailable({ partition, message: `range [${from}, ${to}] not readable now: ${String((error as Error).message)}` })
     })
-    const { entry, sealed } = yield* writeSegment(store, partition, events, from, to, options.rowGroupRowsMax)
-    manifest = Manifest.withSegment(manifest, entry)
+    const compacted = eraseExpired(events, rules, nowMs)
+    const { entry, sealed } = yield* writeSegment(store, partition, compacted.events, from, to, options.rowGroupRowsMax)
+    manifest = Manifest.withSegment(manifest, compacted.erasedRows > 0 ? { ...entry, erasedRows: compacted.erasedRows } : entry)
     // Durable in the manifest before anything depends on it; each segment on its own, so a long seal makes progress.
     yield* store.writeManifest(partition, manifest)
     written.push(sealed)
