@@ -6,77 +6,22 @@
  *
  * Exit codes (decided in `main.ts` from what `run` returns): 0 success, 1 a failed request, 2 a usage error.
  */
-import { Clock, type Config, Console, Effect, Layer, Option, Schema, Stream } from "effect"
+import { Clock, Console, Effect, Layer, Option, Schema, Stream } from "effect"
 import { Command, Flag, Argument } from "effect/cli"
 import * as fs from "node:fs"
 import * as readline from "node:readline"
-import { ChronosClient, type EventInput } from "@chronos/client"
+import type { ChronosClient, EventInput } from "@chronos/client"
 import * as AdminCommands from "./AdminCommands.ts"
+import * as ForkCommands from "./ForkCommands.ts"
+import * as SearchCommand from "./SearchCommand.ts"
+import * as SubscriptionCommands from "./SubscriptionCommands.ts"
 import type { ChronosConfigShape } from "@chronos/config"
-import type { LogError } from "@chronos/engine/EventLog"
 import { Errors, type Event, type ExpectedVersion } from "@chronos/domain"
+import { connection, forkFlag, intFlag, printJson, some, typeList, typesFlag, UsageError, withClient } from "./internal/connection.ts"
 
-// ---- connection -----------------------------------------------------------------------------------------------------
+// ---- shared ---------------------------------------------------------------------------------------------------------
 
-const defaultUrl = "http://127.0.0.1:3900"
-
-const connection = {
-  url: Flag.String("url").pipe(
-    Flag.withDescription(`Base URL of a running node (default ${defaultUrl}, or $CHRONOS_URL)`),
-    Flag.optional
-  ),
-  dataDir: Flag.String("data-dir").pipe(
-    Flag.withDescription("Run the engine in this process over this data directory instead of calling a node " +
-      "(only while no node holds the directory)"),
-    Flag.optional
-  )
-}
-
-interface Connection {
-  readonly url: Option.Option<string>
-  readonly dataDir: Option.Option<string>
-}
-
-/** A usage error found after parsing (two flags that exclude each other, a malformed file line): exit code 2. */
-export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { message: Schema.String }) {}
-
-const clientLayer = (c: Connection): Layer.Layer<ChronosClient, UsageError | LogError | Config.ConfigError> => {
-  if (Option.isSome(c.url) && Option.isSome(c.dataDir)) {
-    return Layer.effect(ChronosClient, Effect.fail(new UsageError({ message: "--url and --data-dir exclude each other" })))
-  }
-  // Over a data dir through the storage package's embedded engine: it includes the cold tier, without which a
-  // sealed store (log truncated below its segments) cannot be opened.
-  if (Option.isSome(c.dataDir)) {
-    const dataDir = c.dataDir.value
-    return Layer.unwrap(Effect.map(
-      Effect.promise(() => import("@chronos/storage/Embedded")),
-      (Embedded) => ChronosClient.layerEngine.pipe(Layer.provide(Embedded.layer({ dataDir })))
-    ))
-  }
-  const url = Option.getOrElse(c.url, () => process.env["CHRONOS_URL"] ?? defaultUrl)
-  return ChronosClient.layerHttp({ url })
-}
-
-const withClient = <A, E>(c: Connection, use: (client: ChronosClient["Service"]) => Effect.Effect<A, E>) =>
-  Effect.flatMap(ChronosClient, use).pipe(Effect.provide(clientLayer(c)))
-
-// ---- output ---------------------------------------------------------------------------------------------------------
-
-const printJson = (value: unknown) => Console.log(JSON.stringify(value))
-
-const printEvents = (events: ReadonlyArray<Event.RecordedEvent>) =>
-  Effect.sync(() => {
-    // One write for the whole page: a console.log per event costs more than the read for large pages.
-    if (events.length > 0) process.stdout.write(events.map((e) => JSON.stringify(e)).join("\n") + "\n")
-  })
-
-// ---- flag parsing ---------------------------------------------------------------------------------------------------
-
-const parseExpectedVersion = (text: string): ExpectedVersion.ExpectedVersion => {
-  if (text === "any" || text === "no_stream" || text === "stream_exists") return text
-  if (/^\d{1,15}$/.test(text)) return Number(text)
-  throw new Error(`expected any, no_stream, stream_exists or a version number, got ${JSON.stringify(text)}`)
-}
+export { UsageError }
 
 const jsonFlag = (name: string) =>
   Flag.String(name).pipe(
@@ -86,10 +31,17 @@ const jsonFlag = (name: string) =>
     )
   )
 
-const intFlag = (name: string, description: string) =>
-  Flag.Int(name).pipe(Flag.withDescription(description), Flag.optional)
+const printEvents = (events: ReadonlyArray<Event.RecordedEvent>) =>
+  Effect.sync(() => {
+    // One write for the whole page: a console.log per event costs more than the read for large pages.
+    if (events.length > 0) process.stdout.write(events.map((e) => JSON.stringify(e)).join("\n") + "\n")
+  })
 
-const some = <A>(option: Option.Option<A>): A | undefined => Option.getOrUndefined(option)
+const parseExpectedVersion = (text: string): ExpectedVersion.ExpectedVersion => {
+  if (text === "any" || text === "no_stream" || text === "stream_exists") return text
+  if (/^\d{1,15}$/.test(text)) return Number(text)
+  throw new Error(`expected any, no_stream, stream_exists or a version number, got ${JSON.stringify(text)}`)
+}
 
 // ---- start ----------------------------------------------------------------------------------------------------------
 
@@ -155,7 +107,8 @@ const appendFile = (
   tenant: string,
   stream: string,
   path: string,
-  expectedVersion: ExpectedVersion.ExpectedVersion | undefined
+  expectedVersion: ExpectedVersion.ExpectedVersion | undefined,
+  fork: string | undefined
 ) =>
   Effect.gen(function*() {
     if (!fs.existsSync(path)) return yield* new UsageError({ message: `--file ${path}: no such file` })
@@ -190,7 +143,12 @@ const appendFile = (
       const firstLine = batchFirstLine
       batch = []
       batchBytes = 0
-      const result = yield* client.append(tenant, stream, expected === undefined ? { events } : { expectedVersion: expected, events })
+      const result = yield* client.append(
+        tenant,
+        stream,
+        expected === undefined ? { events } : { expectedVersion: expected, events },
+        { fork }
+      )
         .pipe(Effect.mapError((error) => atLine(error, path, firstLine)))
       appends++
       appended += events.length
@@ -258,6 +216,7 @@ const append = Command.make(
         `in batches of up to ${fileBatchEventsMax} events (progress on stderr)`),
       Flag.optional
     ),
+    fork: forkFlag,
     ...connection
   },
   (flags) =>
@@ -268,7 +227,8 @@ const append = Command.make(
           return yield* new UsageError({ message: "--file excludes --type, --data, --metadata and --event-id" })
         }
         const file = flags.file.value
-        const summary = yield* withClient(flags, (client) => appendFile(client, flags.tenant, flags.stream, file, expectedVersion))
+        const summary = yield* withClient(flags, (client) =>
+          appendFile(client, flags.tenant, flags.stream, file, expectedVersion, some(flags.fork)))
         return yield* printJson(summary)
       }
       if (Option.isNone(flags.type) || Option.isNone(flags.data)) {
@@ -281,7 +241,8 @@ const append = Command.make(
         client.append(
           flags.tenant,
           flags.stream,
-          expectedVersion === undefined ? { events: [event] } : { expectedVersion, events: [event] }
+          expectedVersion === undefined ? { events: [event] } : { expectedVersion, events: [event] },
+          { fork: some(flags.fork) }
         ))
       yield* printJson(result)
     })
@@ -313,6 +274,7 @@ const read = Command.make(
     limit,
     backward: Flag.Boolean("backward").pipe(Flag.withDescription("Newest first"), Flag.withDefault(false)),
     asOf,
+    fork: forkFlag,
     ...connection
   },
   (flags) =>
@@ -321,7 +283,8 @@ const read = Command.make(
         fromVersion: some(flags.from),
         limit: some(flags.limit),
         direction: flags.backward ? "backward" : "forward",
-        asOf: some(flags.asOf)
+        asOf: some(flags.asOf),
+        fork: some(flags.fork)
       })).pipe(Effect.flatMap(printEvents))
 ).pipe(Command.withDescription("Read a stream's events (one JSON object per line)"))
 
@@ -329,23 +292,25 @@ const query = Command.make(
   "query",
   {
     tenant: Argument.String("tenant").pipe(Argument.withDescription("Tenant id")),
-    types: Flag.String("types").pipe(Flag.withDescription("Only these event types, comma separated"), Flag.optional),
+    types: typesFlag,
     since: Flag.String("since").pipe(Flag.withDescription("Committed at or after this ISO-8601 time"), Flag.optional),
     until: Flag.String("until").pipe(Flag.withDescription("Committed at or before this ISO-8601 time"), Flag.optional),
     asOf,
     limit,
     after: Flag.String("after").pipe(Flag.withDescription("Continue after this `next` token"), Flag.optional),
+    fork: forkFlag,
     ...connection
   },
   (flags) =>
     withClient(flags, (client) =>
       client.query(flags.tenant, {
-        types: Option.getOrUndefined(Option.map(flags.types, (t) => t.split(",").map((s) => s.trim()).filter((s) => s !== ""))),
+        types: typeList(flags.types),
         since: some(flags.since),
         until: some(flags.until),
         asOf: some(flags.asOf),
         limit: some(flags.limit),
-        after: some(flags.after)
+        after: some(flags.after),
+        fork: some(flags.fork)
       })).pipe(
         Effect.flatMap((page) =>
           Effect.andThen(
@@ -367,10 +332,12 @@ const state = Command.make(
       Flag.optional
     ),
     asOf,
+    fork: forkFlag,
     ...connection
   },
   (flags) =>
-    withClient(flags, (client) => client.state(flags.tenant, flags.stream, { reducer: some(flags.reducer), asOf: some(flags.asOf) }))
+    withClient(flags, (client) =>
+      client.state(flags.tenant, flags.stream, { reducer: some(flags.reducer), asOf: some(flags.asOf), fork: some(flags.fork) }))
       .pipe(Effect.flatMap(printJson))
 ).pipe(Command.withDescription("Reconstruct a stream's state with a reducer, optionally as of a point in time"))
 
@@ -386,8 +353,20 @@ const partitions = Command.make(
 // ---- root -----------------------------------------------------------------------------------------------------------
 
 export const command = Command.make("chronos").pipe(
-  Command.withDescription("Chronos: an event store with time travel. Start a node, append, read and query."),
-  Command.withSubcommands([start, append, read, query, state, partitions, ...AdminCommands.commands])
+  Command.withDescription("Chronos: an event store with time travel. Start a node, append, read and query; search, " +
+    "fork, subscribe, consumer groups and projections."),
+  Command.withSubcommands([
+    start,
+    append,
+    read,
+    query,
+    state,
+    partitions,
+    SearchCommand.command,
+    ForkCommands.command,
+    ...SubscriptionCommands.commands,
+    ...AdminCommands.commands
+  ])
 )
 
 /** `error: InvalidRequest: events[0].type: an event type is …` — the one line a failed command prints. */
@@ -403,6 +382,15 @@ export const formatError = (error: unknown): string => {
       return `error: LimitExceeded: ${e["limit"]} (max ${e["max"]}, got ${e["actual"]}): ${e["message"]}`
     case "StreamNotFound":
       return `error: StreamNotFound: ${e["tenant"]}/${e["stream"]}`
+    case "ForkNotFound":
+      return `error: ForkNotFound: ${e["tenant"]}/${e["forkId"]} (never created, discarded or expired)`
+    case "ForkMergeConflict": {
+      // Which streams stood in the way, and of what: the decision the user has to make next.
+      const streams = (e["streams"] as ReadonlyArray<{ stream: string; status: string; conflicts?: ReadonlyArray<{ type: string; streamVersion: number }> }>)
+        .filter((s) => s.status !== "merged" && s.status !== "mergeable")
+        .map((s) => `${s.stream} (${s.status}${s.conflicts === undefined ? "" : `: ${s.conflicts.map((c) => `${c.type}@${c.streamVersion}`).join(", ")}`})`)
+      return `error: ForkMergeConflict: ${e["message"]}; partial=${e["partial"]}; streams: ${streams.join("; ")}`
+    }
     case "LogFenced":
       // With --data-dir this nearly always means a running node owns the directory.
       return `error: LogFenced: ${e["message"]} (is a node running on this data dir? then use --url)`
