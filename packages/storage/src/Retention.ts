@@ -248,21 +248,30 @@ export const enforce = (engine: EngineShape): EngineShape => {
         out.push(...systemBelow(cursor ?? 0, cutoff).slice(0, limit))
         cursor = cutoff
       }
+      // Backward: the system events below this version are the last ones to return (below the cutoff).
+      let systemTop = cutoff
       while (out.length < limit) {
-        if (backward && cursor !== undefined && cursor < cutoff) break
+        if (backward && cursor !== undefined && cursor < cutoff) {
+          systemTop = cursor + 1
+          break
+        }
         const page = yield* engine.readStream(tenant, stream, { ...request, fromVersion: cursor, limit })
+        let reachedCutoff = false
         for (const e of page) {
-          if (backward && e.streamVersion < cutoff) break
+          if (backward && e.streamVersion < cutoff) {
+            reachedCutoff = true
+            break
+          }
           if (!hidden(e) && out.length < limit) out.push(e)
         }
+        if (reachedCutoff) break
         const lastRead = page[page.length - 1]
         if (page.length < limit || lastRead === undefined) break
         cursor = backward ? lastRead.streamVersion - 1 : lastRead.streamVersion + 1
         if (cursor < 0) break
       }
       if (backward && cutoff > 0 && out.length < limit) {
-        const top = Math.min(cutoff, (cursor ?? Number.MAX_SAFE_INTEGER) + 1)
-        out.push(...systemBelow(0, top).reverse().slice(0, limit - out.length))
+        out.push(...systemBelow(0, systemTop).reverse().slice(0, limit - out.length))
       }
       return out
     })

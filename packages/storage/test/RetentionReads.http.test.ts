@@ -78,6 +78,22 @@ describe("Retention on reads over HTTP", () => {
       // The HttpApi path (an escaped query) answers like the direct path.
       assert.deepStrictEqual(yield* read("counted", "asOf=2999-01-01T00%3A00%3A00Z&limit=100"), ["8:Data", "9:Data", "10:$metadata"])
 
+      // Rules replaced by a later $metadata; system events below the cutoff stay visible, in both directions.
+      yield* put("layered", 2)
+      yield* Retention.setSettings(engine, "acme", "layered", { maxCount: 100 })
+      yield* Retention.deleteStream(engine, "acme", "layered", { hard: false })
+      yield* put("layered", 2)
+      yield* Retention.setSettings(engine, "acme", "layered", { truncateBefore: 6 })
+      yield* put("layered", 1)
+      const layered = ["2:$metadata", "3:$deleted", "6:$metadata", "7:Data"]
+      assert.deepStrictEqual(yield* read("layered"), layered)
+      assert.deepStrictEqual(yield* read("layered", "limit=3"), layered.slice(0, 3))
+      assert.deepStrictEqual(yield* read("layered", "fromVersion=3&limit=2"), ["3:$deleted", "6:$metadata"])
+      for (const limit of [1, 2, 3, 4, 10]) {
+        assert.deepStrictEqual(yield* read("layered", `direction=backward&limit=${limit}`), layered.slice().reverse().slice(0, limit))
+      }
+      assert.deepStrictEqual(yield* read("layered", "direction=backward&fromVersion=5&limit=10"), ["3:$deleted", "2:$metadata"])
+
       // State folds only what is visible: amounts 9 + 10 of "counted", 4 + 5 of "truncated", 1 after the tombstone.
       const sum = (stream: string) => Effect.map(get(`${base}/streams/${stream}/state?reducer=sum:amount`), (r) => r.body)
       assert.deepInclude(yield* sum("counted"), { state: 19, version: 10 })
@@ -91,7 +107,8 @@ describe("Retention on reads over HTTP", () => {
         ...["3:Data", "4:Data", "5:$metadata"].map((l) => `truncated/${l}`),
         ...["4:$deleted", "5:Data"].map((l) => `deleted/${l}`),
         ...["0:Data", "1:Data", "2:Data"].map((l) => `aging/${l}`),
-        ...["0:Data", "1:Data", "2:Data"].map((l) => `plain/${l}`)
+        ...["0:Data", "1:Data", "2:Data"].map((l) => `plain/${l}`),
+        ...layered.map((l) => `layered/${l}`)
       ])
       const queried: Array<string> = []
       let after: string | undefined
