@@ -1,6 +1,11 @@
 /**
- * `node bench/storage.ts [--quick]`: the cold tier on this machine, printed as one JSON object on stdout (progress
- * on stderr). Standalone: it does not touch `docs/BENCHMARKS.md` or `bench/run.ts`.
+ * `node bench/storage.ts [--quick] [--driver local|nats] [--replicas 1|3]`: the cold tier on this machine, printed
+ * as one JSON object on stdout (progress on stderr). Standalone: it does not touch `docs/BENCHMARKS.md` or
+ * `bench/run.ts`.
+ *
+ * Drivers: `local` (default) — plain files under a temp dir, as in embedded mode; `nats` — the cluster driver (NATS
+ * Object Store for segments, KV for the manifest) on a nats-server this benchmark starts (`--replicas 3`: a 3-node
+ * cluster on loopback with R3 buckets), with `sync_interval: always` like the test harness: every chunk fsync'd.
  *
  * Workload: the peers' event shape (~200 B JSON payload of prose-like text, metadata with a correlation id), 10k
  * streams × 20 events (`--quick`: 1k × 20) in one partition, sealed into segments of 100k events with the default
@@ -25,7 +30,9 @@ import * as Commit from "@chronos/engine/Commit"
 import * as Manifest from "../packages/storage/src/Manifest.ts"
 import * as SegmentFormat from "../packages/storage/src/SegmentFormat.ts"
 import * as SegmentReader from "../packages/storage/src/SegmentReader.ts"
-import { makeLocal } from "../packages/storage/src/SegmentStore.ts"
+import * as NatsSegmentStore from "../packages/storage/src/internal/natsSegmentStore.ts"
+import { makeLocal, type SegmentStoreShape } from "../packages/storage/src/SegmentStore.ts"
+import { startNatsCluster, startNatsServer } from "../test/support/NatsServer.ts"
 import * as Sealer from "../packages/storage/src/Sealer.ts"
 
 const quick = process.argv.includes("--quick")
@@ -35,7 +42,32 @@ const SEGMENT_EVENTS = 100_000
 const READS = 50
 const rowGroupFlag = process.argv.indexOf("--row-group-rows")
 const ROW_GROUP_ROWS = rowGroupFlag > 0 ? Number(process.argv[rowGroupFlag + 1]) : defaults.segmentRowGroupRowsMax
+const driverFlag = process.argv.indexOf("--driver")
+const DRIVER = driverFlag > 0 ? process.argv[driverFlag + 1] : "local"
+const replicasFlag = process.argv.indexOf("--replicas")
+const REPLICAS = replicasFlag > 0 ? Number(process.argv[replicasFlag + 1]) : 1
+if (DRIVER !== "local" && DRIVER !== "nats") throw new Error(`--driver expects local or nats, got ${DRIVER}`)
 const log = (line: string) => process.stderr.write(`${line}\n`)
+
+/** The segment store of `--driver`, with whatever it needs (a nats-server or cluster) released with the scope. */
+const openStore = (dataDir: string) =>
+  Effect.gen(function*() {
+    if (DRIVER === "local") return makeLocal(dataDir) as SegmentStoreShape
+    const urls = yield* Effect.acquireRelease(
+      Effect.promise(async () => {
+        if (REPLICAS === 1) {
+          const server = await startNatsServer()
+          return { urls: [server.url], stop: () => server.stop() }
+        }
+        const cluster = await startNatsCluster({ size: REPLICAS })
+        await cluster.waitForMetaLeader()
+        return { urls: [...cluster.urls], stop: () => cluster.stop() }
+      }),
+      (nats) => Effect.promise(() => nats.stop())
+    )
+    log(`nats driver: ${urls.urls.length} server(s), R${REPLICAS} buckets`)
+    return yield* NatsSegmentStore.make({ servers: urls.urls, replicas: REPLICAS, requestTimeoutMs: 60_000 }).pipe(Effect.orDie)
+  })
 
 const percentile = (xs: ReadonlyArray<number>, p: number) => {
   const s = xs.slice().sort((a, b) => a - b)
@@ -45,7 +77,7 @@ const percentile = (xs: ReadonlyArray<number>, p: number) => {
 const program = Effect.gen(function*() {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chronos-bench-storage-"))
   yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dataDir, { recursive: true, force: true })))
-  const store = makeLocal(dataDir)
+  const store = yield* openStore(dataDir)
   const total = STREAMS * PER_STREAM
   // Appended round-robin over streams (as concurrent writers would), so a segment's rows need the sort.
   const events: Array<Event.StoredEvent> = new Array(total)
@@ -143,6 +175,7 @@ const program = Effect.gen(function*() {
   const mib = (bytes: number, ms: number) => Number((bytes / 1_048_576 / (ms / 1000)).toFixed(1))
   return {
     machine: { cpus: os.cpus().length, node: process.version, loadavg: os.loadavg().map((l) => Number(l.toFixed(2))) },
+    driver: { name: DRIVER, replicas: DRIVER === "nats" ? REPLICAS : undefined },
     workload: { events: total, streams: STREAMS, eventsPerStream: PER_STREAM, segmentEvents: SEGMENT_EVENTS, rowGroupRows: ROW_GROUP_ROWS },
     segmentWrite: {
       ms: writeMs,
