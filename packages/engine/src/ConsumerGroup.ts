@@ -13,22 +13,32 @@
  *    below it is acked, parked, or did not match the filter. Acks and failure counts above the checkpoint are stored
  *    with it, so a restart redelivers only what was not acknowledged, with its attempt count kept.
  *
- * What is durable, and when: the group's document (definition, checkpoint, acks and failures above it, parked and
- * replaying events, counters) is written with compare-and-swap at every `ack`/`nack`/replay (before it answers) and
- * at least every `consumerCheckpointIntervalMs` while the group moves. Delivery is at least once: an event
- * delivered but not acked when the process stops is delivered again (its attempt counted).
+ * What is durable, and when: the group's document (definition, checkpoint, acks and failures above it, deliveries in
+ * flight with their ack deadlines, parked and replaying events, counters) is written with compare-and-swap at every
+ * `next` that hands out deliveries and every `ack`/`nack`/replay (before it answers), and at least every
+ * `consumerCheckpointIntervalMs` while the group moves. Delivery is at least once: an event delivered but not acked
+ * when the process stops is still in flight when the group reopens (its consumer may ack it there), and is delivered
+ * again once its ack deadline passes (its attempt counted).
  *
  * Memory is bounded: a group holds at most `consumerBufferEventsMax` events between its checkpoint and what it has
- * read (reading stops there), and `consumerParkedEventsMax` parked ones. In a cluster the document lives in NATS KV,
- * so a group continues on any runner from its stored checkpoint; two runners serving the same group at once never
- * corrupt it (every write is a compare-and-swap; the loser reloads), but their consumers may see duplicates — route
- * a group's consumers to one runner.
+ * read (reading stops there), and `consumerParkedEventsMax` parked ones.
+ *
+ * In a cluster (`ConsumerGroups.layerCluster`) each group is an `effect/cluster` entity (`ConsumerGroupEntity`,
+ * id `<tenant>/<name>`): exactly one runner at a time — the holder of the entity's shard — serves the group and keeps
+ * its deliveries in flight in memory; every runner's gateway routes the group's operations there. When that runner
+ * stops or dies, the shard's next holder reopens the group from NATS KV, in-flight deliveries included, so nothing is
+ * handed to a second consumer before its ack deadline. Should two runners ever serve a group at once (a runner frozen
+ * past its shard lease), the compare-and-swap before every `next` answers keeps them apart: a delivery is stored
+ * before it is handed out, and the runner whose write loses closes its view and reloads the winner's.
  */
-import { Clock, Context, Effect, Exit, Fiber, Layer, Option, Scope, Semaphore, Stream } from "effect"
+import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Semaphore, Stream } from "effect"
+import { type ClusterError, Entity, type Sharding } from "effect/cluster"
+import { Rpc } from "effect/rpc"
 import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
 import { Errors, type Event, SubscriptionsApi } from "@chronos/domain"
 import { CheckpointStore, type CheckpointStoreShape } from "./CheckpointStore.ts"
 import { Engine, type EngineShape } from "./Engine.ts"
+import { StoredEventSchema } from "./PartitionEntity.ts"
 import * as Subscription from "./Subscription.ts"
 
 type StoredEvent = Event.StoredEvent
@@ -58,10 +68,17 @@ export interface ParkedEntry {
   readonly reason: string
 }
 
+/** A filter as stored: absent keys absent (see `normalizeFilter`). */
+export interface StoredFilter {
+  readonly types?: ReadonlyArray<string>
+  readonly stream?: string
+  readonly streamPrefix?: string
+}
+
 export interface GroupStatus {
   readonly tenant: string
   readonly name: string
-  readonly filter: Filter
+  readonly filter: StoredFilter
   readonly createdAt: number
   readonly position: string
   readonly lag: {
@@ -140,11 +157,35 @@ export interface ConsumerGroupsShape {
 export class ConsumerGroups extends Context.Service<ConsumerGroups, ConsumerGroupsShape>()(
   "chronos/engine/ConsumerGroup/ConsumerGroups"
 ) {
-  /** Groups over the `Engine`, stored in the provided `CheckpointStore`; every open group is flushed at release. */
+  /**
+   * Groups over the `Engine`, stored in the provided `CheckpointStore`, all served by this process (embedded use,
+   * and a node on its own); every open group is flushed at release.
+   */
   static readonly layer: Layer.Layer<ConsumerGroups, never, Engine | CheckpointStore | ChronosConfig> = Layer.effect(
     ConsumerGroups,
     Effect.gen(function*() {
       return yield* make(yield* Engine, yield* CheckpointStore, yield* ChronosConfig)
+    })
+  )
+
+  /**
+   * Groups in a cluster: each group is served by exactly one runner at a time, the one holding the shard of its
+   * `ConsumerGroup` entity (see "In a cluster" in the module doc); this runner's gateway routes every operation of a
+   * group there, and registers the entity so that it serves its share of the groups.
+   */
+  static readonly layerCluster: Layer.Layer<
+    ConsumerGroups,
+    never,
+    Engine | CheckpointStore | ChronosConfig | Sharding.Sharding
+  > = Layer.effect(
+    ConsumerGroups,
+    Effect.gen(function*() {
+      const engine = yield* Engine
+      const config = yield* ChronosConfig
+      const local = yield* make(engine, yield* CheckpointStore, config)
+      // Released before `local` (whose finalizer flushes what is left): each entity stopping releases its group.
+      yield* Layer.build(layerEntity(local))
+      return yield* makeRouted(local, engine, config)
     })
   )
 }
@@ -155,14 +196,18 @@ interface GroupDocument {
   readonly format: 1
   readonly tenant: string
   readonly name: string
-  readonly filter: Filter
+  readonly filter: StoredFilter
   readonly createdAt: number
   /** partition → sequence (see the module doc). */
   readonly checkpoint: Record<string, number>
   /** Acked above the checkpoint: `[partition, seq]`. */
   readonly acked: ReadonlyArray<readonly [number, number]>
-  /** Outstanding events above the checkpoint that were delivered before: `[partition, seq, attempts, retryAt]`. */
-  readonly failures: ReadonlyArray<readonly [number, number, number, number]>
+  /**
+   * Outstanding events above the checkpoint that were delivered before: `[partition, seq, attempts, retryAt]`, and a
+   * fifth element, the ack deadline (epoch ms), for a delivery in flight when the document was written (absent in
+   * documents written before it existed).
+   */
+  readonly failures: ReadonlyArray<readonly [number, number, number, number, number?]>
   readonly parked: ReadonlyArray<ParkedEntry>
   /** Replayed parked events not yet acked: `[partition, seq, attempts]`. */
   readonly replay: ReadonlyArray<readonly [number, number, number]>
@@ -189,9 +234,7 @@ const sameFilter = (a: Filter, b: Filter) =>
     JSON.stringify([b.types ?? null, b.stream ?? null, b.streamPrefix ?? null])
 
 /** The filter without absent keys (what is stored and compared). */
-export const normalizeFilter = (
-  f: Filter
-): { readonly types?: ReadonlyArray<string>; readonly stream?: string; readonly streamPrefix?: string } => ({
+export const normalizeFilter = (f: Filter): StoredFilter => ({
   ...(f.types === undefined || f.types.length === 0 ? {} : { types: [...f.types] }),
   ...(f.stream === undefined ? {} : { stream: f.stream }),
   ...(f.streamPrefix === undefined || f.streamPrefix === "" ? {} : { streamPrefix: f.streamPrefix })
@@ -258,7 +301,9 @@ const openGroup = (
     const queues = new Map<number, PartitionQueue>()
     /** Acks and failures stored above the checkpoint for events not read yet (consumed as the reader passes). */
     const storedAcks = new Set(loaded.doc.acked.map(([p, s]) => `${p}:${s}`))
-    const storedFailures = new Map(loaded.doc.failures.map(([p, s, attempts, retryAt]) => [`${p}:${s}`, { attempts, retryAt }]))
+    const storedFailures = new Map(
+      loaded.doc.failures.map(([p, s, attempts, retryAt, deadline]) => [`${p}:${s}`, { attempts, retryAt, deadline: deadline ?? 0 }])
+    )
     let parked: Array<ParkedEntry> = [...loaded.doc.parked]
     const stats: Stats = { ...loaded.doc.stats }
     /** Every entry that is not done, by delivery id and by event id. */
@@ -414,11 +459,12 @@ const openGroup = (
     // --- the document --------------------------------------------------------------------------------------------
     const document = (): GroupDocument => {
       const acked: Array<readonly [number, number]> = []
-      const failures: Array<readonly [number, number, number, number]> = []
+      const failures: Array<readonly [number, number, number, number, number?]> = []
       for (const [p, q] of queues) {
         for (let i = q.head; i < q.entries.length; i++) {
           const e = q.entries[i]!
           if (e.state === "done") acked.push([p, e.event.seq])
+          else if (e.state === "inflight") failures.push([p, e.event.seq, e.attempts, 0, e.deadline])
           else if (e.attempts > 0) failures.push([p, e.event.seq, e.attempts, e.state === "waiting" ? e.retryAt : 0])
         }
       }
@@ -429,7 +475,7 @@ const openGroup = (
       }
       for (const [id, f] of storedFailures) {
         const [p, s] = id.split(":").map(Number) as [number, number]
-        failures.push([p, s, f.attempts, f.retryAt])
+        failures.push(f.deadline > 0 ? [p, s, f.attempts, f.retryAt, f.deadline] : [p, s, f.attempts, f.retryAt])
       }
       const replay: Array<readonly [number, number, number]> = []
       for (const entry of open.values()) {
@@ -491,12 +537,17 @@ const openGroup = (
         if (storedAcks.delete(id)) continue
         const failure = storedFailures.get(id)
         storedFailures.delete(id)
+        // A delivery that was in flight when the document was written (by this process before a restart, or by the
+        // runner that served the group before it died or handed it over) is still in flight: its consumer may be
+        // working on it and may ack it here. It is handed to nobody else before its ack deadline (then it expires as
+        // any delivery does, an attempt counted).
+        const inflight = failure !== undefined && failure.deadline > 0
         const entry: Entry = {
           event,
           id,
           attempts: failure?.attempts ?? 0,
-          state: failure !== undefined && failure.retryAt > t ? "waiting" : "ready",
-          deadline: 0,
+          state: inflight ? "inflight" : failure !== undefined && failure.retryAt > t ? "waiting" : "ready",
+          deadline: inflight ? failure.deadline : 0,
           retryAt: failure?.retryAt ?? 0,
           replay: false
         }
@@ -608,8 +659,14 @@ const openGroup = (
             sweep()
             const out = take(max)
             if (out.length > 0) {
-              // Room for the reader, and attempts recorded within the checkpoint interval.
+              // Room for the reader.
               notify()
+              // The deliveries (with their ack deadlines) are stored before anyone gets them: whoever serves the group
+              // next — after a crash, a handoff, or a process that wrote the document meanwhile (compare-and-swap,
+              // then this view closes and the caller retries) — hands none of them out again before its deadline.
+              // Closed meanwhile: the document may not hold them, so nobody gets them (they expire if it does).
+              yield* flush
+              yield* unavailableIfClosed()
               return out
             }
             const t = now()
@@ -719,11 +776,26 @@ const openGroup = (
 
 // ---- the manager --------------------------------------------------------------------------------------------------
 
+/** The groups this process serves itself, with what the cluster entity needs besides the public operations. */
+export interface LocalGroups extends ConsumerGroupsShape {
+  /** Stores a new group's document, or checks the stored one's filter; opens nothing. */
+  readonly define: (
+    tenant: string,
+    name: string,
+    options: Filter & { readonly from?: string | undefined }
+  ) => Effect.Effect<
+    void,
+    Errors.InvalidRequest | Errors.LimitExceeded | SubscriptionsApi.DefinitionConflict | Errors.Unavailable
+  >
+  /** Writes and closes the group if this process has it open: it is about to be served elsewhere (or reopened). */
+  readonly release: (tenant: string, name: string) => Effect.Effect<void>
+}
+
 export const make = Effect.fnUntraced(function*(
   engine: EngineShape,
   store: CheckpointStoreShape,
   config: ChronosConfigShape
-): Effect.fn.Return<ConsumerGroupsShape, never, Scope.Scope> {
+): Effect.fn.Return<LocalGroups, never, Scope.Scope> {
   const clock = yield* Clock.Clock
   const services = yield* Effect.context<never>()
   const groups = new Map<string, OpenGroup>()
@@ -770,7 +842,7 @@ export const make = Effect.fnUntraced(function*(
       }))
     })
 
-  const create: ConsumerGroupsShape["create"] = (tenant, name, options) =>
+  const define: LocalGroups["define"] = (tenant, name, options) =>
     Effect.gen(function*() {
       yield* validName(name, config)
       const filter = normalizeFilter(options)
@@ -786,9 +858,7 @@ export const make = Effect.fnUntraced(function*(
             message: `consumer group ${name} exists with filter ${JSON.stringify(doc.filter)}`
           })
         }
-        return yield* status(tenant, name).pipe(
-          Effect.catchTag("ConsumerGroupNotFound", () => Effect.die(new Error(`consumer group ${name} vanished`)))
-        )
+        return
       }
       let checkpoint: Record<string, number> = {}
       if (options.from === "now") {
@@ -829,8 +899,22 @@ export const make = Effect.fnUntraced(function*(
           message: `consumer group ${name} was just created with another filter`
         })
       }
-      return yield* status(tenant, name).pipe(
+    })
+
+  const create: ConsumerGroupsShape["create"] = (tenant, name, options) =>
+    Effect.andThen(
+      define(tenant, name, options),
+      status(tenant, name).pipe(
         Effect.catchTag("ConsumerGroupNotFound", () => Effect.die(new Error(`consumer group ${name} vanished`)))
+      )
+    )
+
+  const release: LocalGroups["release"] = (tenant, name) =>
+    Effect.suspend(() => {
+      const group = groups.get(`${tenant}/${name}`)
+      return group === undefined ? Effect.void : Effect.andThen(
+        Effect.catch(group.flush, (e) => Effect.logWarning(`consumer group ${tenant}/${name}: not written at release`, e.message)),
+        group.close
       )
     })
 
@@ -917,5 +1001,256 @@ export const make = Effect.fnUntraced(function*(
   const replayParked: ConsumerGroupsShape["replayParked"] = (tenant, name, ids) =>
     Effect.flatMap(load(tenant, name), (g) => g.replay(ids))
 
-  return { create, status, list, next, ack, nack, parked, replayParked }
+  return { create, status, list, next, ack, nack, parked, replayParked, define, release }
 })
+
+// ---- in a cluster -------------------------------------------------------------------------------------------------
+
+const DeliverySchema = Schema.Struct({ deliveryId: Schema.String, attempt: Schema.Int, event: StoredEventSchema })
+
+const ParkedEntrySchema = Schema.Struct({
+  partition: Schema.Int,
+  seq: Schema.Int,
+  eventId: Schema.String,
+  stream: Schema.String,
+  type: Schema.String,
+  attempts: Schema.Int,
+  parkedAt: Schema.Number,
+  reason: Schema.String
+})
+
+const GroupStatusSchema = Schema.Struct({
+  tenant: Schema.String,
+  name: Schema.String,
+  filter: Schema.Struct({
+    types: Schema.optionalKey(Schema.Array(Schema.String)),
+    stream: Schema.optionalKey(Schema.String),
+    streamPrefix: Schema.optionalKey(Schema.String)
+  }),
+  createdAt: Schema.Number,
+  position: Schema.String,
+  lag: Schema.Struct({
+    total: Schema.Number,
+    partitions: Schema.Array(Schema.Struct({
+      partition: Schema.Int,
+      position: Schema.Number,
+      watermark: Schema.Number,
+      lag: Schema.Number
+    }))
+  }),
+  pending: Schema.Struct({ ready: Schema.Int, inFlight: Schema.Int, retrying: Schema.Int, replaying: Schema.Int }),
+  parked: Schema.Int,
+  stats: Schema.Struct({
+    delivered: Schema.Int,
+    acked: Schema.Int,
+    nacked: Schema.Int,
+    expired: Schema.Int,
+    parked: Schema.Int
+  })
+})
+
+const groupErrors = Schema.Union([SubscriptionsApi.ConsumerGroupNotFound, Errors.InvalidRequest, Errors.Unavailable])
+const Ids = Schema.Array(Schema.String)
+
+export const Next = Rpc.make("Next", {
+  payload: { max: Schema.optionalKey(Schema.Int), waitMs: Schema.optionalKey(Schema.Int) },
+  success: Schema.Array(DeliverySchema),
+  error: Schema.Union([SubscriptionsApi.ConsumerGroupNotFound, Errors.InvalidRequest, Errors.Unavailable, Errors.LimitExceeded])
+})
+
+export const Ack = Rpc.make("Ack", {
+  payload: { ids: Ids },
+  success: Schema.Struct({ acked: Schema.Int, unknown: Ids }),
+  error: groupErrors
+})
+
+export const Nack = Rpc.make("Nack", {
+  payload: { ids: Ids, delayMs: Schema.optionalKey(Schema.Int) },
+  success: Schema.Struct({ retrying: Schema.Int, parked: Schema.Int, unknown: Ids }),
+  error: groupErrors
+})
+
+export const Parked = Rpc.make("Parked", {
+  payload: { limit: Schema.optionalKey(Schema.Int) },
+  // `event` is absent when the parked event is no longer readable (retention).
+  success: Schema.Array(Schema.Struct({ entry: ParkedEntrySchema, event: Schema.optionalKey(StoredEventSchema) })),
+  error: Schema.Union([SubscriptionsApi.ConsumerGroupNotFound, Errors.InvalidRequest, Errors.Unavailable, Errors.LimitExceeded])
+})
+
+export const Replay = Rpc.make("Replay", {
+  payload: { ids: Schema.optionalKey(Ids) },
+  success: Schema.Struct({ replayed: Schema.Int, unknown: Ids }),
+  error: groupErrors
+})
+
+export const Status = Rpc.make("Status", { success: GroupStatusSchema, error: groupErrors })
+
+/**
+ * A consumer group as an `effect/cluster` entity: entity type "ConsumerGroup", entity id `<tenant>/<name>` (a tenant
+ * id and a group name never contain `/`). Its shard (the entity id's hash, in the default shard group, like the
+ * partitions: every runner runs the same code, so `shardsPerGroup` is the one `ClusterConfig` records) decides which
+ * runner serves the group.
+ */
+export const ConsumerGroupEntity = Entity.make("ConsumerGroup", [Next, Ack, Nack, Parked, Replay, Status])
+
+const entityIdOf = (tenant: string, name: string) => `${tenant}/${name}`
+
+/**
+ * Registers the `ConsumerGroup` entity on this runner: an activation serves its group from `local` (opened on the
+ * first call, from the stored document), and releases it when it stops — its shard moving to another runner, the
+ * runner shutting down, or the entity idle past `entityMaxIdleTime` (reopened on the next call). Releasing writes the
+ * deliveries in flight with their ack deadlines, so the next server of the group hands none of them out early.
+ */
+const layerEntity = (local: LocalGroups) =>
+  ConsumerGroupEntity.toLayer(
+    Effect.gen(function*() {
+      const address = yield* Entity.CurrentAddress
+      const runner = yield* Entity.CurrentRunnerAddress
+      const slash = address.entityId.indexOf("/")
+      if (slash <= 0) return yield* Effect.die(new Error(`ConsumerGroup entity id ${address.entityId} is not <tenant>/<name>`))
+      const tenant = address.entityId.slice(0, slash)
+      const name = address.entityId.slice(slash + 1)
+      yield* Effect.addFinalizer(() => local.release(tenant, name))
+      yield* Effect.logInfo(`consumer group ${tenant}/${name} active on ${runner.host}:${runner.port}`)
+      return ConsumerGroupEntity.of({
+        Next: ({ payload }) => local.next(tenant, name, payload),
+        Ack: ({ payload }) => local.ack(tenant, name, payload.ids),
+        Nack: ({ payload }) => local.nack(tenant, name, payload.ids, payload),
+        Parked: ({ payload }) =>
+          Effect.map(
+            local.parked(tenant, name, payload),
+            (rows) => rows.map(({ entry, event }) => event === undefined ? { entry } : { entry, event })
+          ),
+        Replay: ({ payload }) => local.replayParked(tenant, name, payload.ids),
+        Status: () => local.status(tenant, name)
+      })
+    }),
+    // A long-polling `next` must not hold the acks of the same group.
+    { concurrency: "unbounded" }
+  )
+
+/** The cluster's own failures of a call (the entity's runner gone, its mailbox full, …): retried. */
+type ClusterFailure =
+  | ClusterError.MailboxFull
+  | ClusterError.AlreadyProcessingMessage
+  | ClusterError.PersistenceError
+  | ClusterError.EntityNotAssignedToRunner
+
+const clusterFailureTags: ReadonlySet<string> = new Set([
+  "MailboxFull",
+  "AlreadyProcessingMessage",
+  "PersistenceError",
+  "EntityNotAssignedToRunner"
+])
+
+const isClusterFailure = (error: { readonly _tag: string }): error is ClusterFailure => clusterFailureTags.has(error._tag)
+
+const clusterUnavailable = (error: ClusterFailure) =>
+  new Errors.Unavailable({ message: `consumer group unreachable: ${error._tag}`, retryable: true })
+
+/**
+ * The gateway side: every operation of a group goes to its entity through the entity client (in-process when this
+ * runner holds its shard), with the retry rules of the partitions' gateway (`GatewayRetry`): an attempt is cut after
+ * `remoteCallTimeoutMs` (plus the wait of a long-polling `next`), a retryable `Unavailable`, a cluster failure or an
+ * interruption (the entity stopped while it handled the call: its shard moving) is retried every
+ * `appendRetryIntervalMs` within `readTimeoutMs` (plus the wait). Retrying is safe: a `next` whose answer was lost
+ * leaves its deliveries in flight until their ack deadline (then they are delivered again), and a repeated ack or
+ * nack finds its deliveries done (`unknown`). `create` and `list` work on the stored documents from any runner.
+ */
+const makeRouted = (local: LocalGroups, engine: EngineShape, config: ChronosConfigShape) =>
+  Effect.gen(function*() {
+    const clock = yield* Clock.Clock
+    const now = () => clock.currentTimeMillisUnsafe()
+    const clientFor = yield* ConsumerGroupEntity.client
+    type Client = ReturnType<typeof clientFor>
+
+    /**
+     * Runs `effect` for at most `ms`; past that, fails at once and interrupts `effect` in the background (not
+     * `Effect.timeout`, which would wait for the interruption of a call to a runner that stopped answering).
+     */
+    const cutAfter = <A, E>(effect: Effect.Effect<A, E>, ms: number, what: string) =>
+      Effect.gen(function*() {
+        const fiber = yield* Effect.forkDetach(effect)
+        const exit = yield* Fiber.await(fiber).pipe(
+          Effect.timeoutOption(Math.max(1, ms)),
+          Effect.onInterrupt(() => Effect.forkDetach(Fiber.interrupt(fiber)))
+        )
+        if (Option.isNone(exit)) {
+          yield* Effect.forkDetach(Fiber.interrupt(fiber))
+          return yield* new Errors.Unavailable({ message: `the consumer group did not answer the ${what} in time; retry`, retryable: true })
+        }
+        return yield* exit.value
+      })
+
+    const routed = <A, E extends { readonly _tag: string }>(
+      tenant: string,
+      name: string,
+      what: string,
+      waitMs: number,
+      call: (client: Client, waitLeftMs: number) => Effect.Effect<A, E | ClusterFailure>
+    ): Effect.Effect<A, E | Errors.Unavailable | Errors.InvalidRequest> =>
+      Effect.gen(function*() {
+        // Checked here: a bad name must not activate an entity anywhere.
+        yield* validName(name, config)
+        yield* engine.subscribePages(tenant, {})
+        const client = clientFor(entityIdOf(tenant, name))
+        const until = now() + waitMs
+        const deadline = until + config.readTimeoutMs
+        const attempt = (): Effect.Effect<A, E | Errors.Unavailable> => {
+          const waitLeftMs = Math.max(0, until - now())
+          return cutAfter(
+            Effect.mapError(
+              call(client, waitLeftMs),
+              (e): E | Errors.Unavailable => isClusterFailure(e) ? clusterUnavailable(e) : e as E
+            ),
+            Math.min(config.remoteCallTimeoutMs + waitLeftMs, deadline - now()),
+            what
+          ).pipe(
+            Effect.catchCause((cause): Effect.Effect<A, E | Errors.Unavailable> =>
+              Cause.hasInterruptsOnly(cause)
+                ? Effect.fail(new Errors.Unavailable({ message: `the consumer group stopped during the ${what}; retry`, retryable: true }))
+                : Effect.failCause(cause)
+            ),
+            Effect.catch((error) =>
+              error instanceof Errors.Unavailable && error.retryable && now() + config.appendRetryIntervalMs < deadline
+                ? Effect.andThen(Effect.sleep(config.appendRetryIntervalMs), Effect.suspend(attempt))
+                : Effect.fail(error)
+            )
+          )
+        }
+        return yield* attempt()
+      })
+
+    const shape: ConsumerGroupsShape = {
+      create: (tenant, name, options) =>
+        Effect.andThen(
+          local.define(tenant, name, options),
+          routed(tenant, name, "status", 0, (c) => c.Status()).pipe(
+            Effect.catchTag("ConsumerGroupNotFound", () => Effect.die(new Error(`consumer group ${name} vanished`)))
+          )
+        ),
+      list: local.list,
+      status: (tenant, name) => routed(tenant, name, "status", 0, (c) => c.Status()),
+      next: (tenant, name, options = {}) =>
+        Effect.gen(function*() {
+          const waitMs = options.waitMs ?? 0
+          // Bounds checked before the wait is added to the call's time budget.
+          if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > config.consumerWaitMsMax) {
+            return yield* local.next(tenant, name, options)
+          }
+          return yield* routed(tenant, name, "next", waitMs, (c, waitLeftMs) =>
+            c.Next({ ...(options.max === undefined ? {} : { max: options.max }), waitMs: waitLeftMs }))
+        }),
+      ack: (tenant, name, ids) => routed(tenant, name, "ack", 0, (c) => c.Ack({ ids })),
+      nack: (tenant, name, ids, options = {}) =>
+        routed(tenant, name, "nack", 0, (c) => c.Nack({ ids, ...(options.delayMs === undefined ? {} : { delayMs: options.delayMs }) })),
+      parked: (tenant, name, options = {}) =>
+        Effect.map(
+          routed(tenant, name, "parked", 0, (c) => c.Parked(options.limit === undefined ? {} : { limit: options.limit })),
+          (rows) => rows.map((row) => ({ entry: row.entry, event: row.event }))
+        ),
+      replayParked: (tenant, name, ids) =>
+        routed(tenant, name, "replay", 0, (c) => c.Replay(ids === undefined ? {} : { ids }))
+    }
+    return shape
+  })

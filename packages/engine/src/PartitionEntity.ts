@@ -40,7 +40,8 @@ import { awaitLocalWatermark, Engine, type PartitionRouter, Router } from "./Eng
 import { EventLog } from "./EventLog.ts"
 import * as Partition from "./Partition.ts"
 
-const StoredEventSchema = Schema.Struct({
+/** A stored event on the wire between runners (also the consumer groups' entity, `ConsumerGroup`). */
+export const StoredEventSchema = Schema.Struct({
   eventId: Schema.String,
   tenant: Schema.String,
   stream: Schema.String,

@@ -179,20 +179,22 @@ describe("ConsumerGroup", () => {
       Layer.provideMerge(ChronosConfig.layer({ ...settings, consumerAckTimeoutMs: 200 }))
     ))))
 
-  it.live("file drivers: the position, acks and attempts survive a restart; only the unacknowledged come again", () =>
+  it.live("file drivers: the position, acks and attempts survive a restart; the unacknowledged come again after their ack deadline", () =>
     Effect.gen(function*() {
       const dataDir = mkdtempSync(path.join(tmpdir(), "chronos-group-"))
       dirs.push(dataDir)
+      const ackTimeoutMs = 2_000
       const node = ConsumerGroups.layer.pipe(
         Layer.provideMerge(Engine.layerLocal),
         Layer.provide(CheckpointStore.layerFile({ dataDir, bytesMax: 4 * 1_048_576 })),
         Layer.provide(EventLog.layerFile({ dataDir })),
-        Layer.provideMerge(Config)
+        Layer.provideMerge(ChronosConfig.layer({ ...settings, consumerAckTimeoutMs: ackTimeoutMs }))
       )
       const firstRun = yield* Effect.gen(function*() {
         const groups = yield* ConsumerGroups
         yield* seed(30)
         yield* groups.create("t", "durable", {})
+        const beforeFirst = Date.now()
         const batch = yield* groups.next("t", "durable", { max: 20, waitMs: 1_000 })
         assert.strictEqual(batch.length, 20)
         // Ack all but every fourth, and fail one once (its attempt count must survive).
@@ -200,24 +202,41 @@ describe("ConsumerGroup", () => {
         yield* groups.ack("t", "durable", batch.filter((_, i) => i % 4 !== 0).map((d) => d.deliveryId))
         yield* groups.nack("t", "durable", [kept[0]!.deliveryId], { delayMs: 0 })
         // The rest (10 never delivered, then the nacked one again) is delivered, and not acknowledged.
+        const beforeRest = Date.now()
         const rest = yield* groups.next("t", "durable", { max: 100, waitMs: 1_000 })
         assert.deepStrictEqual(rest.map((d) => d.attempt), [...Array(10).fill(1), 2])
         assert.strictEqual(rest[10]!.deliveryId, kept[0]!.deliveryId)
-        return { kept, status: yield* groups.status("t", "durable") }
+        // When each delivery was handed out at the latest: its ack deadline is at most `ackTimeoutMs` later.
+        const handedAt = new Map([
+          ...kept.map((d) => [d.deliveryId, beforeFirst] as const),
+          ...rest.map((d) => [d.deliveryId, beforeRest] as const)
+        ])
+        return { kept, handedAt, status: yield* groups.status("t", "durable") }
       }).pipe(Effect.provide(node))
       const secondRun = yield* Effect.gen(function*() {
         const groups = yield* ConsumerGroups
         const status = yield* groups.status("t", "durable")
         assert.strictEqual(status.position, firstRun.status.position)
         assert.strictEqual(status.stats.acked, 15)
-        const redelivered: Array<{ id: string; attempt: number }> = []
-        for (let round = 0; round < 10 && redelivered.length < 15; round++) {
+        // Still in flight after the restart: ackable by their consumer, handed to nobody else before the deadline.
+        // (The group reads its events in the background after it opens: polled.)
+        let inFlight = status.pending.inFlight
+        for (let round = 0; round < 100 && inFlight < 15; round++) {
+          yield* Effect.sleep(10)
+          inFlight = (yield* groups.status("t", "durable")).pending.inFlight
+        }
+        assert.strictEqual(inFlight, 15)
+        const redelivered: Array<{ id: string; attempt: number; at: number }> = []
+        for (let round = 0; round < 40 && redelivered.length < 15; round++) {
           for (const d of yield* groups.next("t", "durable", { max: 100, waitMs: 300 })) {
-            redelivered.push({ id: d.deliveryId, attempt: d.attempt })
+            redelivered.push({ id: d.deliveryId, attempt: d.attempt, at: Date.now() })
           }
         }
         return redelivered
       }).pipe(Effect.provide(node))
+      for (const d of secondRun) {
+        assert.isAtLeast(d.at, firstRun.handedAt.get(d.id)! + ackTimeoutMs, `${d.id} came again before its ack deadline`)
+      }
       // The 15 unacknowledged (5 of the first batch, 10 of the second): each exactly once.
       const kept = new Set(firstRun.kept.map((d) => d.deliveryId))
       assert.strictEqual(secondRun.length, 15)

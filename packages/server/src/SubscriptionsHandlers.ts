@@ -9,6 +9,7 @@
  * `Last-Event-ID`; a long poll answers an empty batch).
  */
 import { Context, Effect, Latch, Layer } from "effect"
+import { Sharding } from "effect/cluster"
 import { HttpServerResponse } from "effect/http"
 import { HttpApiBuilder } from "effect/http-api"
 import { ChronosConfig } from "@chronos/config"
@@ -16,6 +17,7 @@ import { Errors, Event, SubscriptionsApi } from "@chronos/domain"
 import { CheckpointStore } from "@chronos/engine/CheckpointStore"
 import { ConsumerGroups, type GroupStatus } from "@chronos/engine/ConsumerGroup"
 import { Engine } from "@chronos/engine/Engine"
+import { ForkHost } from "@chronos/engine/PartitionEntity"
 import { Projections } from "@chronos/engine/Projection"
 import { Api } from "./HttpHandlers.ts"
 import { locate, optionalInt, typeList } from "./internal/httpInput.ts"
@@ -33,14 +35,28 @@ export class LongRequests extends Context.Service<LongRequests, {
   })
 }
 
+/** The runner's `Sharding`, as the engine exports it (`ForkHost`: forks find it there too). */
+const runnerSharding: Layer.Layer<Sharding.Sharding, never, ForkHost> = Layer.effect(
+  Sharding.Sharding,
+  Effect.map(ForkHost, (host) => host.sharding)
+)
+
 /**
  * Consumer groups, projections and `LongRequests` over the node's `Engine`, their state stored with the configured
- * log (`CheckpointStore.layerConfig`: `<dataDir>/consumers|projections/`, NATS KV, or memory).
+ * log (`CheckpointStore.layerConfig`: `<dataDir>/consumers|projections/`, NATS KV, or memory). Each consumer group is
+ * served by one runner of the cluster (`ConsumerGroups.layerCluster`; a node on its own is a cluster of one).
  */
-export const layerServices: Layer.Layer<ConsumerGroups | Projections | LongRequests, never, Engine | ChronosConfig> =
-  Layer.mergeAll(ConsumerGroups.layer, Projections.layer(), LongRequests.layer).pipe(
-    Layer.provide(CheckpointStore.layerConfig)
-  )
+export const layerServices: Layer.Layer<
+  ConsumerGroups | Projections | LongRequests,
+  never,
+  Engine | ChronosConfig | ForkHost
+> = Layer.mergeAll(
+  ConsumerGroups.layerCluster.pipe(Layer.provide(runnerSharding)),
+  Projections.layer(),
+  LongRequests.layer
+).pipe(
+  Layer.provide(CheckpointStore.layerConfig)
+)
 
 const iso = (ms: number) => new Date(ms).toISOString()
 
