@@ -4,7 +4,7 @@ import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { connect, headers } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/transport-node"
-import { jetstreamManager, StorageType } from "@nats-io/jetstream"
+import { type JetStreamManager, jetstreamManager, StorageType } from "@nats-io/jetstream"
 import { ChronosConfig } from "@chronos/config"
 import { Event } from "@chronos/domain"
 import { type Commit, checksum, encodeBody, lastSeq } from "../src/Commit.ts"
@@ -103,6 +103,31 @@ const pump = (
     while (inFlight.length > 0) yield* settleOne
     return { acked, error }
   })
+
+/**
+ * A stale writer with two appends in flight: another writer has taken the position of the first one, so the first
+ * is fenced; the second, pipelined behind it, expects the sequence the first would have taken — which the other
+ * writer's commit now holds — and must be fenced too, or it would land with events overlapping the other's.
+ */
+const stalePipelined = (options: JetStreamLog.Options, partition: number, stream: string, jsm: () => Promise<JetStreamManager>) =>
+  Effect.gen(function*() {
+    const owner = yield* (yield* JetStreamLog.make(options)).open(partition)
+    const stale = yield* (yield* JetStreamLog.make(options)).open(partition)
+    yield* owner.append(commitOf(partition, 1, 3, "owner"))
+    // Both started before either is acknowledged: pipelined on the stale writer's connection.
+    const [first, second] = yield* Effect.all(
+      [Effect.exit(stale.append(commitOf(partition, 1, 2, "stale"))), Effect.exit(stale.append(commitOf(partition, 3, 2, "stale")))],
+      { concurrency: "unbounded" }
+    )
+    assert.isTrue(Exit.isFailure(first), "the stale writer's first append is fenced")
+    assert.isTrue(Exit.isFailure(second), "the stale writer's pipelined second append is fenced")
+    const info = yield* Effect.promise(() => jsm().then((m) => m.streams.info(stream)))
+    assert.strictEqual(info.state.messages, 1, "only the owner's commit is stored")
+    // The owner continues, and the log replays contiguous.
+    yield* owner.append(commitOf(partition, 4, 1, "owner"))
+    const all = yield* replayAll(owner)
+    assert.deepStrictEqual(all.commits.flatMap((c) => c.events.map((e) => e.eventId)), ["owner-1", "owner-2", "owner-3", "owner-4"])
+  }).pipe(Effect.scoped)
 
 describe("JetStreamLog (single server)", () => {
   let server: NatsServerHandle
@@ -239,6 +264,9 @@ describe("JetStreamLog (single server)", () => {
       info = yield* Effect.promise(() => jsm.streams.info("RACE_P002"))
       assert.strictEqual(info.state.messages, 1)
     }).pipe(Effect.scoped))
+
+  it.live("a stale writer's pipelined appends are all fenced: none lands behind the first fenced one", () =>
+    stalePipelined({ servers: server.url, streamPrefix: "PIPEFENCE" }, 6, "PIPEFENCE_P006", () => jetstreamManager(nc)))
 
   it.live("a CRC mismatch stops the replay with a defect naming the stream and sequence", () =>
     Effect.gen(function*() {
@@ -396,6 +424,15 @@ describe("JetStreamLog (3-node cluster, R3)", () => {
   afterAll(async () => {
     await cluster?.stop()
   })
+
+  it.live("R3: a stale writer's pipelined appends are all fenced", () =>
+    Effect.gen(function*() {
+      const nc = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: [...cluster.urls] })),
+        (c) => Effect.promise(() => c.close())
+      )
+      yield* stalePipelined({ servers: [...cluster.urls], replicas: 3, streamPrefix: "R3PIPE" }, 7, "R3PIPE_P007", () => jetstreamManager(nc))
+    }).pipe(Effect.scoped))
 
   it.live("kill -9 of the stream leader during appends: with reopen-and-retry, every acked commit survives", () =>
     Effect.gen(function*() {

@@ -19,11 +19,18 @@
  *                           (the JetStream sequence of the previous commit; 0 for the first) — server-side checks.
  *
  * Writing: every append takes its place synchronously when its effect starts (expected last sequence computed up
- * front, request queued on the connection at once), so many commits are in flight on one connection; their results are
- * chained so they resolve in call order, and the first failure fails every later append of the handle. A stale
- * writer cannot append: either its expected last sequence is wrong (JetStream error 10071) or its commit collides
- * with the other writer's commit at the same first sequence on `Nats-Msg-Id` (a `duplicate` ack — JetStream checks
- * the message id before the expected sequence). Both are `LogFenced`. The driver never re-sends a publish itself, so
+ * front), and its results are chained so appends resolve in call order; the first failure fails every later append
+ * of the handle. A stale writer cannot append: either its expected last sequence is wrong (JetStream error 10071) or
+ * its commit collides with the other writer's commit at the same first sequence on `Nats-Msg-Id` (a `duplicate` ack
+ * — JetStream checks the message id before the expected sequence). Both are `LogFenced`.
+ * One publish is on the wire per handle at a time: an append is sent when the one before it has been acknowledged.
+ * Sending appends A and B together (as this driver once did) lets a stale writer corrupt the log: when another
+ * writer's commit takes A's place, A is fenced, but B expects the sequence A would have taken — which the other
+ * writer's commit now holds — so B is accepted, with events overlapping the other writer's (found by the chaos test;
+ * reproduced in JetStreamLog.test.ts on R1 and R3). The server cannot refuse B: `Nats-Expected-Last-Msg-Id` would,
+ * but on R3 (nats-server 2.15.1) a message refused by it leaves the stream answering no publish at all. Commits
+ * waiting for their turn are still built in parallel, and the partition's group commit puts everything that arrives
+ * meanwhile into the next commit, so throughput comes from batching rather than from several publishes in flight. The driver never re-sends a publish itself, so
  * a duplicate ack can only come from another writer (or a ghost of an earlier, timed-out handle of this process):
  * the stored commit may differ from ours, the handle is stale. Timeouts, "no responders" and connection loss are
  * `LogUnavailable`: the publish may or may not have landed; the caller reopens and replays, which tells.
@@ -576,7 +583,6 @@ const openPartition = (
       h.set(headerCount, String(commit.events.length))
       h.set(headerCrc32c, formatCrc(Commit.checksum(body)))
       try {
-        // Queued on the connection before this returns: call order is wire order, which the expected sequences need.
         const request = () => link.nc.request(subject, body, { timeout: o.publishTimeoutMs, headers: h })
         return link.whileConnected(request).then(
           (msg) => interpretAck(msg, jsSeq, commit),
@@ -617,12 +623,11 @@ const openPartition = (
         const jsSeq = ++startedJs
         const last = Commit.lastSeq(commit)
         nextFirstSeq = last + 1
-        const own = publish(commit, body, jsSeq)
-        // In call order: this append resolves after the previous one, and fails with it (without waiting for its
-        // own ack) when that one failed. `cause` tells whether this append's own publish is the failure.
+        // In call order: this append is sent once the previous one is acknowledged (see the module doc), and fails
+        // with it, unsent, when that one failed. `cause` tells whether this append's own publish is the failure.
         const mine = tail.then((previous): Turn | Promise<Turn> =>
           previous._tag === "Ok"
-            ? own.then((outcome) => {
+            ? publish(commit, body, jsSeq).then((outcome) => {
               if (outcome._tag === "Ok") {
                 ackedJs = jsSeq
                 ackedEvent = last
