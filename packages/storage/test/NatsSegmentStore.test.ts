@@ -134,11 +134,13 @@ describe("NATS segment store: single server", () => {
           return { status: res.status, body: (await res.json()) as any }
         })
       const node = yield* startNode()
+      const partitionOf = new Map<string, number>()
       for (let i = 0; i < 60; i++) {
         const r = yield* call(`${node.url}/v1/tenants/acme/streams/order-${i % 9}/events`, "POST", {
           events: [{ type: i % 2 === 0 ? "Placed" : "Paid", data: { i, text: "x".repeat(i) } }]
         })
         assert.strictEqual(r.status, 200)
+        partitionOf.set(`order-${i % 9}`, r.body.positions[0].partition)
       }
       const sealed = yield* call(`${node.url}/v1/admin/seal`, "POST")
       assert.strictEqual(sealed.status, 200, JSON.stringify(sealed.body))
@@ -184,6 +186,25 @@ describe("NATS segment store: single server", () => {
       })
       assert.strictEqual(appended.status, 200, JSON.stringify(appended.body))
       yield* Effect.promise(() => again.stop())
+
+      // One flipped byte in a segment object (rewritten whole, so the object store's own digest matches it): the
+      // manifest's SHA-256 catches it, and reads of that partition are a typed 502 CorruptData naming the object.
+      const damaged = partitionOf.get("order-4")!
+      const writer = yield* openStore([server.url], 1, "CHRONOS")
+      const victim = (yield* writer.store.readManifest(damaged))!.segments[0]!
+      const bytes = (yield* writer.store.get(damaged, victim.file))!.slice()
+      bytes[Math.floor(bytes.length / 2)]! ^= 0x01
+      yield* writer.store.put(damaged, victim.file, bytes)
+      yield* writer.close
+      const third = yield* startNode()
+      const corrupt = yield* call(`${third.url}/v1/tenants/acme/streams/order-4/events?limit=100`, "GET")
+      assert.strictEqual(corrupt.status, 502, JSON.stringify(corrupt.body))
+      assert.strictEqual(corrupt.body._tag, "CorruptData")
+      assert.strictEqual(corrupt.body.location, writer.store.location(damaged, victim.file))
+      assert.match(corrupt.body.location, /^nats-obj:CHRONOS_SEGMENTS\/p\d{3}\//)
+      const healthy = [...partitionOf].find(([, p]) => p !== damaged)![0]
+      assert.strictEqual((yield* call(`${third.url}/v1/tenants/acme/streams/${healthy}/events?limit=100`, "GET")).status, 200)
+      yield* Effect.promise(() => third.stop())
     }))
 })
 
