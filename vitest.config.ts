@@ -11,6 +11,7 @@ const serial = [
   "chaos/cluster.test.ts",
   "packages/cluster/test/LocalCluster.test.ts",
   "packages/cluster/test/ClusterForks.test.ts",
+  "packages/cluster/test/ClusterConsumers.test.ts",
   "packages/server/test/SubscriptionsBackpressure.test.ts"
 ]
 

@@ -1,0 +1,188 @@
+/**
+ * A consumer group on a real cluster (3 nats-servers + 3 runner processes, `LocalCluster`): created through runner A,
+ * consumed by two consumers that fetch concurrently through runners B and C and ack what they get. The group is
+ * served by one runner (its `ConsumerGroup` entity's), so no event is ever held by both consumers at once before its
+ * ack deadline; every event is delivered; an event whose ack was confirmed is never delivered again. The runner
+ * serving the group is killed (SIGKILL) half-way, and the group continues through the survivors with nothing lost.
+ */
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { randomUUID } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as LocalCluster from "../src/LocalCluster.ts"
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "chronos-clusterconsumers-"))
+afterAll(async () => {
+  await Effect.runPromise(LocalCluster.down({ dir })).catch(() => undefined)
+  fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/** Short enough that expiries after the failover fit in the test, long enough that a live consumer always acks in time. */
+const ackTimeoutMs = 8_000
+
+const upAnywhere = async () => {
+  for (let attempt = 1;; attempt++) {
+    const base = 20_000 + 50 * Math.floor(Math.random() * 800)
+    const r = await Effect.runPromise(Effect.result(LocalCluster.up({
+      dir,
+      nodes: 3,
+      partitions: 8,
+      httpPortBase: base,
+      runnerPortBase: base + 10,
+      natsClientPortBase: base + 20,
+      natsClusterPortBase: base + 30,
+      natsMonitorPortBase: base + 40,
+      runnerEnv: { CHRONOS_CONSUMER_ACK_TIMEOUT_MS: String(ackTimeoutMs), CHRONOS_CONSUMER_RETRY_BACKOFF_MS: "200" }
+    })))
+    if (r._tag === "Success") return r.success
+    if (attempt >= 3 || !r.failure.message.includes("is in use")) throw new Error(r.failure.message)
+  }
+}
+
+const json = async (url: string, init?: RequestInit) => {
+  const res = await fetch(url, init)
+  return { status: res.status, body: await res.json() as any }
+}
+const post = (url: string, body: unknown) =>
+  json(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+const logOf = (name: string) => {
+  try {
+    return fs.readFileSync(path.join(dir, "runners", `${name}.log`), "utf8")
+  } catch {
+    return ""
+  }
+}
+
+describe("consumer groups on a 3-runner cluster", () => {
+  it("one runner serves a group: concurrent consumers via two gateways never hold the same event; the owner killed, nothing lost", async () => {
+    const cluster = await upAnywhere()
+    const [a, b, c] = cluster.runners
+    const t = "/v1/tenants/acme"
+    const group = `${t}/consumers/workers`
+    const all: Array<string> = []
+    /** Appends `n` events (10 per request, over 20 streams) through `url`, retrying while the cluster fails over. */
+    const seed = async (url: () => string, n: number, from: number) => {
+      for (let i = from; i < from + n; i += 10) {
+        const events = Array.from({ length: 10 }, (_, k) => ({ eventId: randomUUID(), type: "Job", data: { i: i + k } }))
+        for (let attempt = 0;; attempt++) {
+          const r = await post(`${url()}${t}/streams/s-${(i / 10) % 20}/events`, { events }).catch(() => undefined)
+          if (r?.status === 200) break
+          if (attempt > 100) throw new Error(`append ${i} failed: ${JSON.stringify(r?.body)}`)
+          await pause(200)
+        }
+        all.push(...events.map((e) => e.eventId))
+      }
+    }
+    await seed(() => a!.url, 200, 0)
+    const created = await post(`${a!.url}${group}`, {})
+    assert.strictEqual(created.status, 200, JSON.stringify(created.body))
+    assert.strictEqual(created.body.lag.total, 200)
+
+    // The runner serving the group: the one whose log says so (exactly one).
+    const servingLine = "consumer group acme/workers active on"
+    const servers = cluster.runners.filter((r) => logOf(r.name).includes(servingLine))
+    assert.strictEqual(servers.length, 1, "one runner serves the group")
+    const owner = servers[0]!
+    assert.include(logOf(owner.name), `${servingLine} ${owner.address}`)
+    const survivors = cluster.runners.filter((r) => r.name !== owner.name)
+    let killed = false
+
+    // --- two consumers ----------------------------------------------------------------------------------------------
+    /** Event id → who holds it and when they asked for it (its ack deadline is at most `ackTimeoutMs` after that). */
+    const held = new Map<string, { consumer: string; askedAt: number }>()
+    const confirmedAcks = new Set<string>()
+    const deliveredTimes = new Map<string, number>()
+    const violations: Array<string> = []
+    let stop = false
+    const consume = async (name: string, gateways: Array<{ url: string; name: string }>) => {
+      let g = 0
+      const gateway = () => {
+        // A consumer of the killed runner's gateway moves to a survivor.
+        while (killed && gateways[g % gateways.length]!.name === owner.name) g++
+        return gateways[g % gateways.length]!.url
+      }
+      while (!stop) {
+        const askedAt = Date.now()
+        const next = await json(`${gateway()}${group}/next?max=5&waitMs=1000`).catch(() => undefined)
+        if (next?.status !== 200) {
+          g++
+          await pause(100)
+          continue
+        }
+        const deliveries: Array<any> = next.body.deliveries
+        for (const d of deliveries) {
+          const id: string = d.event.eventId
+          const other = held.get(id)
+          if (other !== undefined && other.consumer !== name && Date.now() < other.askedAt + ackTimeoutMs) {
+            violations.push(`${id} handed to ${name} while ${other.consumer} held it (asked ${Date.now() - other.askedAt} ms ago)`)
+          }
+          if (confirmedAcks.has(id)) violations.push(`${id} delivered to ${name} again after its ack was confirmed`)
+          held.set(id, { consumer: name, askedAt })
+          deliveredTimes.set(id, (deliveredTimes.get(id) ?? 0) + 1)
+        }
+        if (deliveries.length === 0) continue
+        // "Work", then ack until the ack is answered (through any live gateway while the group fails over).
+        await pause(20)
+        const ids = deliveries.map((d) => d.deliveryId)
+        for (;;) {
+          const ack = await post(`${gateway()}${group}/ack`, { ids }).catch(() => undefined)
+          if (ack?.status === 200) {
+            const unknown = new Set<string>(ack.body.unknown)
+            for (const d of deliveries) {
+              const id: string = d.event.eventId
+              if (!unknown.has(d.deliveryId)) confirmedAcks.add(id)
+              if (held.get(id)?.consumer === name) held.delete(id)
+            }
+            break
+          }
+          g++
+          await pause(100)
+        }
+      }
+    }
+    const consumers = Promise.all([
+      consume("consumer-1", [b!, ...survivors.filter((r) => r.name !== b!.name)]),
+      consume("consumer-2", [c!, ...survivors.filter((r) => r.name !== c!.name)])
+    ])
+    const waitFor = async (what: string, ms: number, done: () => boolean) => {
+      const deadline = Date.now() + ms
+      while (!done()) {
+        if (Date.now() > deadline || violations.length > 0) {
+          stop = true
+          await consumers
+          throw new Error(`timed out waiting for ${what} (${confirmedAcks.size} acked); violations: ${violations.join("; ")}`)
+        }
+        await pause(50)
+      }
+    }
+    try {
+      await waitFor("half of the events acked", 20_000, () => confirmedAcks.size >= 100)
+      assert.isBelow(confirmedAcks.size, all.length, "the owner is killed mid-way")
+      process.kill(owner.pid, "SIGKILL")
+      killed = true
+      const killedAt = Date.now()
+      // More events while the group fails over, through a survivor.
+      await seed(() => survivors[0]!.url, 100, 200)
+      await waitFor("every event acked after the failover", 40_000, () => all.every((id) => confirmedAcks.has(id)))
+      console.log(
+        `consumer group failover: all ${all.length} events acked ${Date.now() - killedAt} ms after the kill; ` +
+          `${[...deliveredTimes.values()].filter((n) => n > 1).length} redelivered`
+      )
+    } finally {
+      stop = true
+      await consumers
+    }
+    assert.deepStrictEqual(violations, [])
+    // Served by exactly one survivor after the kill.
+    assert.strictEqual(survivors.filter((r) => logOf(r.name).includes(servingLine)).length, 1)
+    const status = await json(`${survivors[1]!.url}${group}`)
+    assert.strictEqual(status.status, 200, JSON.stringify(status.body))
+    assert.strictEqual(status.body.lag.total, 0)
+    assert.strictEqual(status.body.pending.inFlight, 0)
+    assert.isAtLeast(status.body.stats.acked, all.length)
+  }, 120_000)
+})
