@@ -21,6 +21,9 @@ const NodeLive = Node.layer({
   partitions: 4,
   subscriptionIdleWaitMs: 50,
   subscriptionKeepaliveMs: 200,
+  subscriberLagEventsMax: 50,
+  subscriptionLagCheckMs: 20,
+  subscriptionWindowEventsMax: 64,
   consumerAttemptsMax: attemptsMax,
   consumerRetryBackoffMs: 10,
   consumerRetryBackoffMsMax: 40,
@@ -165,6 +168,37 @@ layer(Live, { timeout: 120_000, excludeTestServices: true })("ChronosClient (HTT
       assert.deepStrictEqual(versions(yield* take(1)), [11])
       yield* Fiber.interrupt(fiber)
     })))
+
+  it.effect("a subscriber that stops reading gets a Lagging item when it reads again, and misses nothing", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const client = yield* ChronosClient
+      const pull = yield* Stream.toPull(client.subscribe("lag", { from: "now" }))
+      let caughtUp = false
+      while (!caughtUp) caughtUp = (yield* pull).some((item) => item._tag === "CaughtUp")
+      // ~30 MB while nothing is pulled: more than the socket buffers hold, so the node sees the subscriber stop.
+      const big = "x".repeat(10_000)
+      const total = 3_000
+      for (let i = 0; i < total; i += 50) {
+        yield* client.append("lag", `s-${i % 9}`, {
+          events: Array.from({ length: 50 }, (_, k) => ({ type: "Filler", data: { i: i + k, big } }))
+        })
+      }
+      const seen = new Set<number>()
+      const lagging: Array<SubscriptionItem> = []
+      while (seen.size < total) {
+        for (const item of yield* pull) {
+          if (item._tag === "Lagging") lagging.push(item)
+          else if (item._tag === "Event") {
+            const i = (item.event.data as { i: number }).i
+            assert.isFalse(seen.has(i), `event ${i} delivered twice`)
+            seen.add(i)
+          }
+        }
+      }
+      assert.isAtLeast(lagging.length, 1, "told at least once")
+      const notice = lagging[0]!
+      assert.isTrue(notice._tag === "Lagging" && notice.max === 50 && notice.lag > 50, JSON.stringify(notice))
+    })), { timeout: 120_000 })
 
   it.effect("a subscription fails with Unavailable once its reconnects run out", () =>
     Effect.gen(function*() {
