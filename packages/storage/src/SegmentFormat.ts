@@ -184,10 +184,12 @@ export const encode = (events: ReadonlyArray<Event.StoredEvent>, options: Encode
   return pw.writeParquet(wasmTable, props)
 }
 
+// A copy through the Uint8Array constructor, not `bytes.slice()`: on a Node `Buffer` (what the NATS client returns)
+// `slice` is a view, whose `.buffer` is the whole shared pool the small buffer was cut from.
 const toArrayBuffer = (bytes: Uint8Array): ArrayBuffer =>
   bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer
     ? bytes.buffer
-    : bytes.slice().buffer as ArrayBuffer
+    : new Uint8Array(bytes).buffer
 
 const toNumber = (v: unknown): number | undefined =>
   typeof v === "bigint" ? Number(v) : typeof v === "number" ? v : v instanceof Date ? v.getTime() : undefined

@@ -10,8 +10,11 @@
  *    manifest, its footer, one row per sequence of its range (segment + row on failure), and that the log continues
  *    where the segments end. Segment files that no manifest lists are warnings (orphans of an interrupted seal).
  *
- * `run` never fails: every problem, I/O errors included, is in the report. `report.ok` is false when any problem
- * was found; the CLI exits non-zero then.
+ * `runStore(store)` scrubs the segments of any `SegmentStore` the same way — in a cluster, the NATS Object Store and
+ * KV buckets (`SegmentStore.layerNats`), whose log is JetStream's (checked by JetStream itself, not here).
+ *
+ * `run` and `runStore` never fail: every problem, I/O errors included, is in the report. `report.ok` is false when
+ * any problem was found; the CLI exits non-zero then.
  */
 import { Effect } from "effect"
 import * as fsp from "node:fs/promises"
@@ -254,7 +257,8 @@ const verifySegments = async (
     const location = store.location(partition, entry.file)
     const got = await Effect.runPromise(Effect.result(store.get(partition, entry.file)))
     if (got._tag === "Failure") {
-      add(problems, "io", location, got.failure.message)
+      // The store itself may detect damage (the NATS object store checks its own digest).
+      add(problems, got.failure._tag === "CorruptData" ? "segment" : "io", location, got.failure.message)
       continue
     }
     const bytes = got.success
@@ -355,4 +359,45 @@ export const run = (options: Options): Effect.Effect<VerifyReport> =>
       options.onProgress?.({ partition, done: ++done, total: partitionIds.length })
     }
     return { ok: problems.length === 0, dataDir, partitions, logBytes, segmentBytes, problems, warnings }
+  })
+
+export interface StoreReport {
+  readonly ok: boolean
+  /** The store's driver (`local`, `nats`, `memory`). */
+  readonly driver: string
+  readonly partitions: ReadonlyArray<Pick<PartitionSummary, "partition" | "segments" | "segmentRows" | "sealedThrough">>
+  readonly segmentBytes: number
+  readonly problems: ReadonlyArray<Problem>
+  readonly warnings: ReadonlyArray<Problem>
+}
+
+/** Scrubs every partition's segments and manifest in `store` (the segment half of `run`). Never fails. */
+export const runStore = (
+  store: SegmentStoreShape,
+  options: { readonly onProgress?: ((progress: Progress) => void) | undefined } = {}
+): Effect.Effect<StoreReport> =>
+  Effect.promise(async () => {
+    const problems: Array<Problem> = []
+    const warnings: Array<Problem> = []
+    const listed = await Effect.runPromise(Effect.result(store.partitions))
+    if (listed._tag === "Failure") {
+      const where = listed.failure.location
+      problems.push({ kind: "io", partition: -1, file: where, location: where, message: listed.failure.message })
+      return { ok: false, driver: store.driver, partitions: [], segmentBytes: 0, problems, warnings }
+    }
+    const partitions: Array<StoreReport["partitions"][number]> = []
+    let segmentBytes = 0
+    let done = 0
+    for (const partition of listed.success) {
+      const segs = await verifySegments(store, partition, problems, warnings)
+      segmentBytes += segs?.bytes ?? 0
+      partitions.push({
+        partition,
+        segments: segs?.segments ?? 0,
+        segmentRows: segs?.rows ?? 0,
+        sealedThrough: segs?.sealedThrough ?? 0
+      })
+      options.onProgress?.({ partition, done: ++done, total: listed.success.length })
+    }
+    return { ok: problems.length === 0, driver: store.driver, partitions, segmentBytes, problems, warnings }
   })

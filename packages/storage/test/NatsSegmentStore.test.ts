@@ -10,8 +10,10 @@ import type { NatsClusterHandle, NatsServerHandle } from "../../../test/support/
 import { bucketNames } from "../src/internal/natsSegmentStore.ts"
 import * as Manifest from "../src/Manifest.ts"
 import * as SegmentFormat from "../src/SegmentFormat.ts"
+import * as SegmentReader from "../src/SegmentReader.ts"
 import { sha256 } from "../src/SegmentReader.ts"
 import { SegmentStore, type SegmentStoreShape } from "../src/SegmentStore.ts"
+import * as Verify from "../src/Verify.ts"
 import { smallLimits } from "./support.ts"
 
 /** A NATS segment store in its own scope (its own connection), closed by `close`. */
@@ -173,6 +175,10 @@ describe("NATS segment store: single server", () => {
         }
       }
       assert.strictEqual(rows, 60)
+      // A pruned cold read of one stream from the buckets (footer statistics of small objects included).
+      const segmentReader = SegmentReader.make(reader.store, { cacheBytesMax: 1_048_576 })
+      const cold = yield* segmentReader.readStream(partitionOf.get("order-4")!, "acme", "order-4")
+      assert.deepStrictEqual(cold.events.map((e) => e.eventId), streamBefore.body.events.map((e: any) => e.eventId))
       yield* reader.close
 
       // A new node loads the sealed ranges from the buckets (and the log beyond them): the same answers.
@@ -191,10 +197,18 @@ describe("NATS segment store: single server", () => {
       // manifest's SHA-256 catches it, and reads of that partition are a typed 502 CorruptData naming the object.
       const damaged = partitionOf.get("order-4")!
       const writer = yield* openStore([server.url], 1, "CHRONOS")
+      const clean = yield* Verify.runStore(writer.store)
+      assert.deepStrictEqual(clean.problems, [])
+      assert.strictEqual(clean.partitions.reduce((n, p) => n + p.segmentRows, 0), 60)
       const victim = (yield* writer.store.readManifest(damaged))!.segments[0]!
       const bytes = (yield* writer.store.get(damaged, victim.file))!.slice()
       bytes[Math.floor(bytes.length / 2)]! ^= 0x01
       yield* writer.store.put(damaged, victim.file, bytes)
+      // The scrub of the buckets names the damaged object, and only it.
+      const scrub = yield* Verify.runStore(writer.store)
+      assert.isFalse(scrub.ok)
+      assert.deepStrictEqual([...new Set(scrub.problems.map((p) => p.file))], [writer.store.location(damaged, victim.file)])
+      assert.include(scrub.problems[0]!.message, "sha256")
       yield* writer.close
       const third = yield* startNode()
       const corrupt = yield* call(`${third.url}/v1/tenants/acme/streams/order-4/events?limit=100`, "GET")

@@ -141,7 +141,8 @@ const makeDriver = (os: ObjectStore, kv: KV, prefix: string, timeoutMs: number):
           orElse: () =>
             Effect.fail(new SegmentStoreError({ location: location(partition, file), message: `no answer within ${timeoutMs} ms` }))
         }),
-        Effect.map((bytes) => bytes ?? undefined)
+        // A plain Uint8Array of its own: the client returns Buffers, small ones views into a shared pool.
+        Effect.map((bytes) => bytes === null ? undefined : Buffer.isBuffer(bytes) ? new Uint8Array(bytes) : bytes)
       ),
     remove: (partition, file) =>
       Effect.asVoid(io(location(partition, file), async () => {
