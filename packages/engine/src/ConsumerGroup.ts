@@ -209,8 +209,8 @@ interface GroupDocument {
    */
   readonly failures: ReadonlyArray<readonly [number, number, number, number, number?]>
   readonly parked: ReadonlyArray<ParkedEntry>
-  /** Replayed parked events not yet acked: `[partition, seq, attempts]`. */
-  readonly replay: ReadonlyArray<readonly [number, number, number]>
+  /** Replayed parked events not yet acked: `[partition, seq, attempts]`, and the ack deadline when in flight. */
+  readonly replay: ReadonlyArray<readonly [number, number, number, number?]>
   readonly stats: Stats
 }
 
@@ -477,9 +477,15 @@ const openGroup = (
         const [p, s] = id.split(":").map(Number) as [number, number]
         failures.push(f.deadline > 0 ? [p, s, f.attempts, f.retryAt, f.deadline] : [p, s, f.attempts, f.retryAt])
       }
-      const replay: Array<readonly [number, number, number]> = []
+      const replay: Array<readonly [number, number, number, number?]> = []
       for (const entry of open.values()) {
-        if (entry.replay) replay.push([entry.event.partition, entry.event.seq, entry.attempts])
+        if (entry.replay) {
+          replay.push(
+            entry.state === "inflight"
+              ? [entry.event.partition, entry.event.seq, entry.attempts, entry.deadline]
+              : [entry.event.partition, entry.event.seq, entry.attempts]
+          )
+        }
       }
       return {
         format: 1,
@@ -600,23 +606,25 @@ const openGroup = (
         (events) => events[0]?.seq === seq ? events[0] : undefined
       )
 
-    const enqueueReplay = (event: StoredEvent, attempts: number) => {
+    /** A replayed event, ready — or still in flight until `deadline` (from the document: see `onPage`). */
+    const enqueueReplay = (event: StoredEvent, attempts: number, deadline = 0) => {
       const entry: Entry = {
         event,
         id: `${event.partition}:${event.seq}`,
         attempts,
-        state: "ready",
-        deadline: 0,
+        state: deadline > 0 ? "inflight" : "ready",
+        deadline,
         retryAt: 0,
         replay: true
       }
       track(entry)
-      replayReady.push(entry)
+      // An entry in flight joins `replayReady` when it expires (`sweep`).
+      if (entry.state === "ready") replayReady.push(entry)
     }
 
-    for (const [p, seq, attempts] of loaded.doc.replay) {
+    for (const [p, seq, attempts, deadline] of loaded.doc.replay) {
       const event = yield* readEvent(p, seq)
-      if (event !== undefined) enqueueReplay(event, attempts)
+      if (event !== undefined) enqueueReplay(event, attempts, deadline ?? 0)
     }
 
     const readerFiber = yield* Effect.forkIn(reader, scope)

@@ -12,7 +12,7 @@ import * as path from "node:path"
 import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
 import { Ids } from "@chronos/domain"
 import { CheckpointStore } from "../src/CheckpointStore.ts"
-import { ConsumerGroups } from "../src/ConsumerGroup.ts"
+import { ConsumerGroups, type Delivery } from "../src/ConsumerGroup.ts"
 import { Engine } from "../src/Engine.ts"
 import { EventLog } from "../src/EventLog.ts"
 import { startNatsServer } from "../../../test/support/NatsServer.ts"
@@ -247,6 +247,56 @@ describe("ConsumerGroup", () => {
       assert.strictEqual(byId.get(firstRun.kept[0]!.deliveryId), 3)
       assert.deepStrictEqual(secondRun.filter((d) => d.id !== firstRun.kept[0]!.deliveryId).map((d) => d.attempt), Array(14).fill(2))
     }))
+
+  it.live("a handoff keeps deliveries in flight: acked where the group went, handed to nobody before their deadline", () =>
+    Effect.gen(function*() {
+      const ackTimeoutMs = 1_500 // the configuration below
+      // Two successive servers of the group (as when its shard moves between runners) over one log and one store.
+      const server = ConsumerGroups.layer
+      yield* seed(10)
+      const first = yield* Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create("t", "moving", { types: ["Poison"] }) // i = 0 and 5
+        // Park the first poison event, replay it, and leave it in flight (with the other one).
+        let parkedId = ""
+        const held: Array<Delivery> = []
+        for (let round = 0; round < 20 && parkedId === ""; round++) {
+          for (const d of yield* groups.next("t", "moving", { max: 10, waitMs: 500 })) {
+            if ((d.event.data as { i: number }).i !== 0) held.push(d) // i = 5: held, never acked here
+            else if ((yield* groups.nack("t", "moving", [d.deliveryId], { delayMs: 0 })).parked === 1) parkedId = d.deliveryId
+          }
+        }
+        assert.notStrictEqual(parkedId, "")
+        yield* groups.replayParked("t", "moving")
+        const askedAt = Date.now()
+        held.push(...yield* groups.next("t", "moving", { max: 10, waitMs: 1_000 }))
+        assert.deepStrictEqual(held.map((d) => [(d.event.data as { i: number }).i, d.attempt]), [[5, 1], [0, 1]])
+        return { held, askedAt }
+      }).pipe(Effect.provide(server))
+      yield* Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        let status = yield* groups.status("t", "moving")
+        for (let round = 0; round < 100 && status.pending.inFlight + status.pending.replaying < 2; round++) {
+          yield* Effect.sleep(10)
+          status = yield* groups.status("t", "moving")
+        }
+        assert.strictEqual(status.pending.inFlight, 1)
+        assert.strictEqual(status.pending.replaying, 1)
+        // Nothing to hand out while both are held, until their deadline.
+        const early = yield* groups.next("t", "moving", { max: 10, waitMs: 300 })
+        assert.deepStrictEqual(early, [])
+        // The holder of the live one acks it here; the replayed one expires and comes again.
+        const live = first.held.find((d) => (d.event.data as { i: number }).i === 5)!
+        assert.deepStrictEqual(yield* groups.ack("t", "moving", [live.deliveryId]), { acked: 1, unknown: [] })
+        const again = yield* groups.next("t", "moving", { max: 10, waitMs: ackTimeoutMs + 2_000 })
+        assert.isAtLeast(Date.now(), first.askedAt + ackTimeoutMs)
+        assert.deepStrictEqual(again.map((d) => [(d.event.data as { i: number }).i, d.attempt]), [[0, 2]])
+        assert.strictEqual((yield* groups.status("t", "moving")).stats.expired, 1)
+      }).pipe(Effect.provide(server))
+    }).pipe(Effect.provide(Layer.mergeAll(Engine.layerLocal, CheckpointStore.layerMemory({ bytesMax: 1_048_576 })).pipe(
+      Layer.provide(EventLog.layerMemory),
+      Layer.provideMerge(ChronosConfig.layer({ ...settings, consumerAckTimeoutMs: 1_500 }))
+    ))))
 
   it.live("NATS KV driver: a group continues on another runner from the stored checkpoint", () =>
     Effect.gen(function*() {
