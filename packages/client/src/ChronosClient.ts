@@ -14,9 +14,9 @@
  * a `fork` option on append / read / query / state), catch-up + live subscriptions (`subscribe`: a `Stream` of
  * `SubscriptionItem`s that, over HTTP, reconnects with `Last-Event-ID` so nothing is skipped or repeated), durable
  * consumer groups (`consumers`) and managed projections (`projections`). In process these need their engine
- * services (`Forks`, `Search`, `ConsumerGroups`, `Projections`): `layerMemory` and `layerEmbedded` bring all but
- * `Search`; `layerEngine` uses those present in its context. A feature whose service is absent fails with a
- * non-retryable `Unavailable` naming the service, never with a defect.
+ * services (`Forks`, `Search`, `ConsumerGroups`, `Projections`): `layerMemory` brings all of them, `layerEmbedded`
+ * all but `Search` (indexes and an embedder are a node's), `layerEngine` those present in its context. A feature
+ * whose service is absent fails with a non-retryable `Unavailable` naming the service, never with a defect.
  *
  * Both modes validate requests the same way, with the domain schemas and `onExcessProperty: "error"`; a malformed
  * request fails with `InvalidRequest` naming the field (`events[0].type`, `limit`, `tenant`) before anything is
