@@ -158,20 +158,6 @@ interface StreamView {
   readonly system: ReadonlyArray<Event.StoredEvent>
 }
 
-/** A stream's system events, from its partition's type index (paged: any number of them). */
-const systemEvents = (engine: EngineShape, tenant: string, partition: number, stream: string | undefined) =>
-  Effect.gen(function*() {
-    const out: Array<Event.StoredEvent> = []
-    const pageMax = engine.config.readEventsMax
-    let fromSeq: number | undefined
-    while (true) {
-      const page = yield* engine.router.scan(partition, tenant, { types: ruleTypes, stream, fromSeq, limit: pageMax })
-      out.push(...page)
-      if (page.length < pageMax) return out
-      fromSeq = page[page.length - 1]!.seq + 1
-    }
-  })
-
 const lastVersionOf = (engine: EngineShape, tenant: string, stream: string) =>
   Effect.map(
     engine.router.readStream(engine.partitionOf(tenant, stream), tenant, stream, {
@@ -183,35 +169,75 @@ const lastVersionOf = (engine: EngineShape, tenant: string, stream: string) =>
     (events) => events[0]?.streamVersion ?? -1
   )
 
-/** The stream's rules and last version; `undefined` when it has no system event (nothing but `$erased` is hidden). */
-const viewOf = (engine: EngineShape, tenant: string, stream: string) =>
-  Effect.gen(function*() {
-    const system = yield* systemEvents(engine, tenant, engine.partitionOf(tenant, stream), stream)
-    if (system.length === 0) return undefined
-    system.sort((a, b) => a.streamVersion - b.streamVersion)
-    return { rules: rulesOf(system), lastVersion: yield* lastVersionOf(engine, tenant, stream), system } satisfies StreamView
-  })
-
 const streamKey = (tenant: string, stream: string) => `${tenant}\u0000${stream}`
 
-/** The views of every stream of `tenant` with rules, over the given partitions. */
-const tenantViews = (engine: EngineShape, tenant: string, partitions: ReadonlyArray<number>) =>
-  Effect.gen(function*() {
-    const all = yield* Effect.forEach(partitions, (p) => systemEvents(engine, tenant, p, undefined), { concurrency: 8 })
-    const byStream = new Map<string, Array<Event.StoredEvent>>()
-    for (const e of all.flat()) {
-      let list = byStream.get(e.stream)
-      if (list === undefined) byStream.set(e.stream, list = [])
-      list.push(e)
-    }
-    const views = new Map<string, StreamView>()
-    yield* Effect.forEach([...byStream], ([stream, system]) =>
-      Effect.map(lastVersionOf(engine, tenant, stream), (lastVersion) => {
-        system.sort((a, b) => a.streamVersion - b.streamVersion)
-        views.set(streamKey(tenant, stream), { rules: rulesOf(system), lastVersion, system })
-      }), { concurrency: 8, discard: true })
-    return views
-  })
+/** The system events of one tenant in one partition, by stream, complete through sequence `through`. */
+interface PartitionRules {
+  through: number
+  readonly byStream: Map<string, Array<Event.StoredEvent>>
+}
+
+/**
+ * Which streams have rules, kept incrementally: each read asks its partition's type index only for the system events
+ * after the last one it has seen (a binary search and usually nothing), instead of rescanning a stream or a
+ * partition. Sound because the scan serves only durable events (at or below the watermark), which never change or
+ * disappear, and a stream's system events arrive in sequence order, which is its version order.
+ */
+const makeRuleIndex = (engine: EngineShape) => {
+  const cache = new Map<string, PartitionRules>()
+  const pageMax = engine.config.readEventsMax
+
+  const systemOf = (tenant: string, partition: number): Effect.Effect<PartitionRules["byStream"], Errors.Unavailable> => {
+    const key = `${tenant}\u0000${partition}`
+    let entry = cache.get(key)
+    if (entry === undefined) cache.set(key, entry = { through: 0, byStream: new Map() })
+    const known = entry
+    return Effect.flatMap(
+      engine.router.scan(partition, tenant, { types: ruleTypes, fromSeq: known.through + 1, limit: pageMax }),
+      (page) => {
+        for (const e of page) {
+          // Another read may have caught up meanwhile: each event is taken once.
+          if (e.seq <= known.through) continue
+          known.through = e.seq
+          let list = known.byStream.get(e.stream)
+          if (list === undefined) known.byStream.set(e.stream, list = [])
+          list.push(e)
+        }
+        return page.length < pageMax ? Effect.succeed(known.byStream) : systemOf(tenant, partition)
+      }
+    )
+  }
+
+  const viewFrom = (tenant: string, stream: string, system: ReadonlyArray<Event.StoredEvent>) =>
+    Effect.gen(function*() {
+      const rules = rulesOf(system)
+      // The last version matters only to maxCount: the other rules need no read.
+      const lastVersion = rules.maxCount === undefined ? -1 : yield* lastVersionOf(engine, tenant, stream)
+      return { rules, lastVersion, system } satisfies StreamView
+    })
+
+  /** The stream's rules; `undefined` when it has no system event (nothing but `$erased` is hidden). */
+  const viewOf = (tenant: string, stream: string) =>
+    Effect.flatMap(systemOf(tenant, engine.partitionOf(tenant, stream)), (byStream) => {
+      const system = byStream.get(stream)
+      return system === undefined ? Effect.succeed(undefined) : viewFrom(tenant, stream, system)
+    })
+
+  /** The views of every stream of `tenant` with rules, over the given partitions. */
+  const tenantViews = (tenant: string, partitions: ReadonlyArray<number>) =>
+    Effect.gen(function*() {
+      const all = yield* Effect.forEach(partitions, (p) => systemOf(tenant, p), { concurrency: 8 })
+      const views = new Map<string, StreamView>()
+      yield* Effect.forEach(all.flatMap((byStream) => [...byStream]), ([stream, system]) =>
+        Effect.map(viewFrom(tenant, stream, system), (view) => void views.set(streamKey(tenant, stream), view)), {
+        concurrency: 8,
+        discard: true
+      })
+      return views
+    })
+
+  return { viewOf, tenantViews }
+}
 
 const hiddenIn = (views: ReadonlyMap<string, StreamView>, nowMs: number) => (e: Event.StoredEvent): boolean => {
   if (e.type === erasedType) return true
@@ -224,14 +250,25 @@ const hiddenIn = (views: ReadonlyMap<string, StreamView>, nowMs: number) => (e: 
  * everything else are the engine's own.
  */
 export const enforce = (engine: EngineShape): EngineShape => {
+  const { tenantViews, viewOf } = makeRuleIndex(engine)
+  // The hottest read: a stream without rules costs one index probe more than the engine's read, without a generator.
   const readStream: EngineShape["readStream"] = (tenant, stream, request) =>
+    Effect.flatMap(viewOf(tenant, stream), (view) =>
+      view !== undefined
+        ? readWithRules(tenant, stream, request, view)
+        : Effect.flatMap(engine.readStream(tenant, stream, request), (events) =>
+          // Only `$erased` placeholders can be hidden: rare, so the engine's answer is used as it is when it has none.
+          events.some((e) => e.type === erasedType)
+            ? readWithRules(tenant, stream, request, undefined)
+            : Effect.succeed(events)))
+
+  const readWithRules = (
+    tenant: string,
+    stream: string,
+    request: Parameters<EngineShape["readStream"]>[2],
+    view: StreamView | undefined
+  ) =>
     Effect.gen(function*() {
-      const view = yield* viewOf(engine, tenant, stream)
-      if (view === undefined) {
-        // Only `$erased` placeholders can be hidden: rare, so the engine's answer is used as it is when it has none.
-        const events = yield* engine.readStream(tenant, stream, request)
-        if (!events.some((e) => e.type === erasedType)) return events
-      }
       const nowMs = yield* Clock.currentTimeMillis
       const rules = view?.rules ?? noRules
       const last = view?.lastVersion ?? Number.MAX_SAFE_INTEGER
@@ -278,7 +315,7 @@ export const enforce = (engine: EngineShape): EngineShape => {
 
   const query: EngineShape["query"] = (tenant, request) =>
     Effect.gen(function*() {
-      const views = yield* tenantViews(engine, tenant, Array.from({ length: engine.config.partitions }, (_, p) => p))
+      const views = yield* tenantViews(tenant, Array.from({ length: engine.config.partitions }, (_, p) => p))
       const hidden = hiddenIn(views, yield* Clock.currentTimeMillis)
       const limit = request.limit ?? engine.config.readEventsDefault
       const out: Array<Event.StoredEvent> = []
@@ -297,7 +334,7 @@ export const enforce = (engine: EngineShape): EngineShape => {
     Effect.gen(function*() {
       // The engine validates the request (tenant, partition, limit) before anything else is read.
       const first = yield* engine.readPartition(tenant, partition, request)
-      const views = yield* tenantViews(engine, tenant, [partition])
+      const views = yield* tenantViews(tenant, [partition])
       const hidden = hiddenIn(views, yield* Clock.currentTimeMillis)
       const limit = request.limit ?? engine.config.readEventsDefault
       const out: Array<Event.StoredEvent> = []
@@ -314,7 +351,7 @@ export const enforce = (engine: EngineShape): EngineShape => {
 
   const state: EngineShape["state"] = (tenant, stream, reducerOrName, asOf) =>
     Effect.gen(function*() {
-      const view = yield* viewOf(engine, tenant, stream)
+      const view = yield* viewOf(tenant, stream)
       if (view === undefined) return yield* engine.state(tenant, stream, reducerOrName, asOf)
       const reducer = typeof reducerOrName === "object" ? Option.some(reducerOrName) : Reducer.fromName(reducerOrName ?? "merge")
       // An unknown reducer name: the engine's own answer (InvalidRequest).
