@@ -1,7 +1,8 @@
 /**
- * The cold tier of Chronos: sealed ranges of each partition's log as immutable Parquet segments with a manifest,
- * verified reads and cold boot, sealing (online policy and on demand, offline), integrity scrubbing, retention and
- * compaction, and Parquet export/import.
+ * The cold tier of Chronos: sealed ranges of each partition's log as immutable Parquet segments with a manifest
+ * (plain files in embedded mode; NATS Object Store + KV in a cluster), verified reads and cold boot, sealing (online
+ * policy and on demand, offline; the sealed tail compacted by retention), integrity scrubbing, retention enforced on
+ * reads, compaction, and Parquet export/import.
  */
 export * as ColdTier from "./ColdTier.ts"
 export * as Manifest from "./Manifest.ts"
