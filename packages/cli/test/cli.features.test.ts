@@ -5,6 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const bin = fileURLToPath(new URL("../bin/chronos.mjs", import.meta.url))
@@ -193,6 +196,30 @@ describe("chronos CLI: search, forks, subscribe, consumer groups, projections", 
     const missing = await chronos(["consumer", "get", "grp", "nobody", "--url", url])
     expect(missing.code).toBe(1)
     expect(missing.stderr).toMatch(/^error: ConsumerGroupNotFound/)
+  }, 120_000)
+
+  it("consumer groups over --data-dir keep their position between invocations; forks need a node", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "chronos-cli-"))
+    try {
+      const local = async (args: ReadonlyArray<string>) => {
+        const result = await chronos([...args, "--data-dir", dir])
+        expect(result.code === 0 ? 0 : result.stderr).toBe(0)
+        return result
+      }
+      await local(["append", "acme", "a", "--type", "T", "--data", "1"])
+      await local(["append", "acme", "b", "--type", "T", "--data", "2"])
+      await local(["consumer", "create", "acme", "g"])
+      const first = lines((await local(["consumer", "next", "acme", "g", "--max", "1", "--wait-ms", "2000", "--json"])).stdout)
+      expect(first).toHaveLength(1)
+      await local(["consumer", "ack", "acme", "g", first[0].deliveryId])
+      const second = lines((await local(["consumer", "next", "acme", "g", "--max", "10", "--wait-ms", "2000", "--json"])).stdout)
+      expect(second.map((d) => d.event.data)).toEqual([first[0].event.data === 1 ? 2 : 1])
+      const fork = await chronos(["fork", "list", "acme", "--data-dir", dir])
+      expect(fork.code).toBe(1)
+      expect(fork.stderr).toMatch(/^error: Unavailable: forks needs the Forks service/)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   }, 120_000)
 
   it("projection: define, state, rebuild with progress", async () => {

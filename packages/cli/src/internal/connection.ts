@@ -6,6 +6,9 @@
 import { type Config, Console, Effect, Layer, Option, Schema } from "effect"
 import { Flag } from "effect/cli"
 import { ChronosClient } from "@chronos/client"
+import { CheckpointStore } from "@chronos/engine/CheckpointStore"
+import { ConsumerGroups } from "@chronos/engine/ConsumerGroup"
+import { Projections } from "@chronos/engine/Projection"
 import type { LogError } from "@chronos/engine/EventLog"
 import type { Event } from "@chronos/domain"
 
@@ -18,7 +21,7 @@ export const connection = {
   ),
   dataDir: Flag.String("data-dir").pipe(
     Flag.withDescription("Run the engine in this process over this data directory instead of calling a node " +
-      "(only while no node holds the directory; streams, queries and subscriptions only)"),
+      "(only while no node holds the directory; not for search and forks, which need a node)"),
     Flag.optional
   )
 }
@@ -36,12 +39,22 @@ export const clientLayer = (c: Connection): Layer.Layer<ChronosClient, UsageErro
     return Layer.effect(ChronosClient, Effect.fail(new UsageError({ message: "--url and --data-dir exclude each other" })))
   }
   // Over a data dir through the storage package's embedded engine: it includes the cold tier, without which a
-  // sealed store (log truncated below its segments) cannot be opened.
+  // sealed store (log truncated below its segments) cannot be opened. Consumer groups and projections keep their
+  // state next to the log, so they work here too; forks and search need a node (their calls say so).
   if (Option.isSome(c.dataDir)) {
     const dataDir = c.dataDir.value
     return Layer.unwrap(Effect.map(
       Effect.promise(() => import("@chronos/storage/Embedded")),
-      (Embedded) => ChronosClient.layerEngine.pipe(Layer.provide(Embedded.layer({ dataDir })))
+      (Embedded) =>
+        ChronosClient.layerEngine.pipe(
+          Layer.provide(Layer.mergeAll(
+            ConsumerGroups.layer,
+            // Its own owner name: a node later started on this directory takes the projections over after their
+            // lease instead of mistaking them for its own.
+            Projections.layer({ owner: `cli:${process.pid}` })
+          ).pipe(Layer.provide(CheckpointStore.layerConfig))),
+          Layer.provideMerge(Embedded.layer({ dataDir }))
+        )
     ))
   }
   const url = Option.getOrElse(c.url, () => process.env["CHRONOS_URL"] ?? defaultUrl)
