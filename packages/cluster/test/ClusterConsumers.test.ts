@@ -154,7 +154,7 @@ describe("consumer groups on a 3-runner cluster", () => {
         if (Date.now() > deadline || violations.length > 0) {
           stop = true
           await consumers
-          throw new Error(`timed out waiting for ${what} (${confirmedAcks.size} acked); violations: ${violations.join("; ")}`)
+          throw new Error(`stopped waiting for ${what} (${confirmedAcks.size} acked); violations: ${violations.join("; ")}`)
         }
         await pause(50)
       }

@@ -2,7 +2,9 @@
  * Durable consumer groups over the engine: deliveries in per-partition order with delivery ids and attempts, acks
  * (by delivery id or event id) that move a durable checkpoint, retry with exponential backoff, poison events parked
  * after `consumerAttemptsMax` attempts and replayed on request, ack timeouts, lag metrics; the position survives a
- * restart on the file drivers, and a group continues on another "runner" through NATS KV (real nats-server).
+ * restart on the file drivers (deliveries in flight stay in flight until their ack deadline), a handoff between two
+ * successive servers of a group keeps its deliveries in flight, and a group continues on another "runner" through NATS
+ * KV (real nats-server).
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"

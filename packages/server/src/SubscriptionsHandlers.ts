@@ -42,19 +42,27 @@ const runnerSharding: Layer.Layer<Sharding.Sharding, never, ForkHost> = Layer.ef
 )
 
 /**
+ * Consumer groups: on the JetStream log (a cluster, whose runners share the groups' documents in NATS KV) each group
+ * is served by one runner at a time (`ConsumerGroups.layerCluster`); on the other logs, the only process that can
+ * serve a group is this one (`ConsumerGroups.layer`, without the entity hop and the write per `next` that moving
+ * groups need).
+ */
+const groupsLayer: Layer.Layer<ConsumerGroups, never, Engine | ChronosConfig | ForkHost | CheckpointStore> = Layer.unwrap(
+  Effect.map(ChronosConfig, (config) =>
+    config.logDriver === "jetstream"
+      ? ConsumerGroups.layerCluster.pipe(Layer.provide(runnerSharding))
+      : ConsumerGroups.layer)
+)
+
+/**
  * Consumer groups, projections and `LongRequests` over the node's `Engine`, their state stored with the configured
- * log (`CheckpointStore.layerConfig`: `<dataDir>/consumers|projections/`, NATS KV, or memory). Each consumer group is
- * served by one runner of the cluster (`ConsumerGroups.layerCluster`; a node on its own is a cluster of one).
+ * log (`CheckpointStore.layerConfig`: `<dataDir>/consumers|projections/`, NATS KV, or memory).
  */
 export const layerServices: Layer.Layer<
   ConsumerGroups | Projections | LongRequests,
   never,
   Engine | ChronosConfig | ForkHost
-> = Layer.mergeAll(
-  ConsumerGroups.layerCluster.pipe(Layer.provide(runnerSharding)),
-  Projections.layer(),
-  LongRequests.layer
-).pipe(
+> = Layer.mergeAll(groupsLayer, Projections.layer(), LongRequests.layer).pipe(
   Layer.provide(CheckpointStore.layerConfig)
 )
 
