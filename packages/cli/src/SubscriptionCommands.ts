@@ -367,7 +367,9 @@ const projectionRebuild = Command.make(
         const tty = process.stderr.isTTY === true
         const t0 = yield* Clock.currentTimeMillis
         let status = started
-        while (status.status === "running" && !(status.phase === "live" && status.progress.remainingEvents === 0)) {
+        // Done once it first reaches the head (`live`): under steady writes the head keeps moving, and a rebuild
+        // that is live is as current as the projection ever is.
+        while (status.status === "running" && status.phase !== "live") {
           yield* Effect.sync(() =>
             process.stderr.write(`${tty ? "\r\x1b[2K" : ""}rebuilding ${flags.name}: ${progressText(status.progress)}${tty ? "" : "\n"}`))
           yield* Effect.sleep(rebuildProgressIntervalMs)
