@@ -3,7 +3,8 @@
  * consumed by two consumers that fetch concurrently through runners B and C and ack what they get. The group is
  * served by one runner (its `ConsumerGroup` entity's), so no event is ever held by both consumers at once before its
  * ack deadline; every event is delivered; an event whose ack was confirmed is never delivered again. The runner
- * serving the group is killed (SIGKILL) half-way, and the group continues through the survivors with nothing lost.
+ * serving the group is killed (SIGKILL) half-way, and the group continues through the survivors with nothing lost;
+ * then the runner that took it over is stopped (SIGTERM), and the group continues on the last one.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -58,7 +59,7 @@ const logOf = (name: string) => {
 }
 
 describe("consumer groups on a 3-runner cluster", () => {
-  it("one runner serves a group: concurrent consumers via two gateways never hold the same event; the owner killed, nothing lost", async () => {
+  it("one runner serves a group: consumers via two gateways never hold the same event; its runner killed, then stopped: nothing lost", async () => {
     const cluster = await upAnywhere()
     const [a, b, c] = cluster.runners
     const t = "/v1/tenants/acme"
@@ -89,7 +90,8 @@ describe("consumer groups on a 3-runner cluster", () => {
     const owner = servers[0]!
     assert.include(logOf(owner.name), `${servingLine} ${owner.address}`)
     const survivors = cluster.runners.filter((r) => r.name !== owner.name)
-    let killed = false
+    /** Runners stopped by the test: consumers use the others' gateways. */
+    const dead = new Set<string>()
 
     // --- two consumers ----------------------------------------------------------------------------------------------
     /** Event id → who holds it and when they asked for it (its ack deadline is at most `ackTimeoutMs` after that). */
@@ -101,8 +103,8 @@ describe("consumer groups on a 3-runner cluster", () => {
     const consume = async (name: string, gateways: Array<{ url: string; name: string }>) => {
       let g = 0
       const gateway = () => {
-        // A consumer of the killed runner's gateway moves to a survivor.
-        while (killed && gateways[g % gateways.length]!.name === owner.name) g++
+        // A consumer of a stopped runner's gateway moves to a live one.
+        while (dead.has(gateways[g % gateways.length]!.name)) g++
         return gateways[g % gateways.length]!.url
       }
       while (!stop) {
@@ -145,8 +147,8 @@ describe("consumer groups on a 3-runner cluster", () => {
       }
     }
     const consumers = Promise.all([
-      consume("consumer-1", [b!, ...survivors.filter((r) => r.name !== b!.name)]),
-      consume("consumer-2", [c!, ...survivors.filter((r) => r.name !== c!.name)])
+      consume("consumer-1", [b!, c!, a!]),
+      consume("consumer-2", [c!, b!, a!])
     ])
     const waitFor = async (what: string, ms: number, done: () => boolean) => {
       const deadline = Date.now() + ms
@@ -159,27 +161,42 @@ describe("consumer groups on a 3-runner cluster", () => {
         await pause(50)
       }
     }
+    const redelivered = () => [...deliveredTimes.values()].filter((n) => n > 1).length
+    let last = survivors[0]!
     try {
       await waitFor("half of the events acked", 20_000, () => confirmedAcks.size >= 100)
       assert.isBelow(confirmedAcks.size, all.length, "the owner is killed mid-way")
       process.kill(owner.pid, "SIGKILL")
-      killed = true
+      dead.add(owner.name)
       const killedAt = Date.now()
       // More events while the group fails over, through a survivor.
       await seed(() => survivors[0]!.url, 100, 200)
       await waitFor("every event acked after the failover", 40_000, () => all.every((id) => confirmedAcks.has(id)))
       console.log(
-        `consumer group failover: all ${all.length} events acked ${Date.now() - killedAt} ms after the kill; ` +
-          `${[...deliveredTimes.values()].filter((n) => n > 1).length} redelivered`
+        `consumer group failover (SIGKILL): all ${all.length} events acked ${Date.now() - killedAt} ms after the kill; ` +
+          `${redelivered()} redelivered`
+      )
+      // Served by exactly one survivor after the kill; stopped gracefully, the group moves to the last runner.
+      const taken = survivors.filter((r) => logOf(r.name).includes(servingLine))
+      assert.strictEqual(taken.length, 1, "one survivor took the group over")
+      last = survivors.find((r) => r.name !== taken[0]!.name)!
+      const redeliveredBefore = redelivered()
+      process.kill(taken[0]!.pid, "SIGTERM")
+      dead.add(taken[0]!.name)
+      const stoppedAt = Date.now()
+      await seed(() => last.url, 50, 300)
+      await waitFor("every event acked after the handoff", 30_000, () => all.every((id) => confirmedAcks.has(id)))
+      console.log(
+        `consumer group handoff (SIGTERM): all ${all.length} events acked ${Date.now() - stoppedAt} ms after the stop; ` +
+          `${redelivered() - redeliveredBefore} redelivered`
       )
     } finally {
       stop = true
       await consumers
     }
     assert.deepStrictEqual(violations, [])
-    // Served by exactly one survivor after the kill.
-    assert.strictEqual(survivors.filter((r) => logOf(r.name).includes(servingLine)).length, 1)
-    const status = await json(`${survivors[1]!.url}${group}`)
+    assert.include(logOf(last.name), servingLine)
+    const status = await json(`${last.url}${group}`)
     assert.strictEqual(status.status, 200, JSON.stringify(status.body))
     assert.strictEqual(status.body.lag.total, 0)
     assert.strictEqual(status.body.pending.inFlight, 0)
