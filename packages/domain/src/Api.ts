@@ -10,6 +10,7 @@ import { ForksGroup } from "./ForksApi.ts"
 import { AdminGroup } from "./AdminApi.ts"
 import { SubscriptionsGroup } from "./SubscriptionsApi.ts"
 import { SearchGroup } from "./SearchApi.ts"
+import { RetentionGroup } from "./RetentionApi.ts"
 
 /**
  * Turns request decoding failures (malformed JSON, unknown fields, invalid ids, wrong types) into a typed
@@ -111,6 +112,7 @@ export class ChronosApi extends HttpApi.make("chronos")
   .add(ForksGroup)
   .add(SubscriptionsGroup)
   .add(SearchGroup)
+  .add(RetentionGroup)
   .add(AdminGroup)
   .middleware(RequestValidation)
   .annotateMerge(OpenApi.annotations({

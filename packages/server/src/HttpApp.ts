@@ -11,6 +11,7 @@ import { AdminHandlers } from "./AdminHandlers.ts"
 import { ForksHandlers } from "./ForksHandlers.ts"
 import * as HttpHandlers from "./HttpHandlers.ts"
 import * as RequestValidation from "./RequestValidation.ts"
+import { RetentionHandlers } from "./RetentionHandlers.ts"
 import * as SubscriptionsHandlers from "./SubscriptionsHandlers.ts"
 import { SearchHandlers } from "./SearchHandlers.ts"
 
@@ -51,5 +52,6 @@ export const layer = Layer.mergeAll(
   Layer.provide(SubscriptionsHandlers.layer),
   Layer.provide(SearchHandlers),
   Layer.provide(AdminHandlers),
+  Layer.provide(RetentionHandlers),
   Layer.provide(RequestValidation.layer)
 )

@@ -27,8 +27,8 @@
  * Rules are read as they are now, also for `asOf` reads (retention is not time-travelled: what is deleted is gone).
  * Subscriptions and forks' engines do not apply them (a subscriber sees the log as written, tombstones included).
  */
-import { Clock, Context, Effect, Layer, Option } from "effect"
-import { Errors, type Event, Reducer } from "@chronos/domain"
+import { Clock, Context, Effect, Layer, Option, Schema } from "effect"
+import { Errors, type Event, type ExpectedVersion, Ids, Reducer, type RetentionApi } from "@chronos/domain"
 import { Engine, type EngineShape } from "@chronos/engine/Engine"
 
 export const metadataType = "$metadata"
@@ -130,14 +130,71 @@ export const setSettings = (
 ): Effect.Effect<Event.AppendResult, Errors.AppendError> =>
   engine.append(tenant, stream, { events: [{ type: metadataType, data: { ...settings } }] } as never)
 
-/** Deletes the stream (a `$deleted` tombstone); `hard` also erases its events at the next compaction. */
+/**
+ * Deletes the stream (a `$deleted` tombstone); `hard` also erases its events at the next compaction. With
+ * `expectedVersion`, only if the stream is at that version (the append's optimistic concurrency).
+ */
 export const deleteStream = (
   engine: EngineShape,
   tenant: string,
   stream: string,
-  options: { readonly hard: boolean }
+  options: { readonly hard: boolean; readonly expectedVersion?: ExpectedVersion.ExpectedVersion | undefined }
 ): Effect.Effect<Event.AppendResult, Errors.AppendError> =>
-  engine.append(tenant, stream, { events: [{ type: deletedType, data: { hard: options.hard } }] } as never)
+  engine.append(tenant, stream, {
+    ...(options.expectedVersion === undefined ? {} : { expectedVersion: options.expectedVersion }),
+    events: [{ type: deletedType, data: { hard: options.hard } }]
+  } as never)
+
+/** The rules in effect for one stream, as the public API reports them (`RetentionApi.StreamRetention`). */
+export interface Current {
+  readonly settings: RetentionApi.RetentionSettings
+  readonly rules: StreamRules
+  /** The stream's last version, system events included (-1: no stream). */
+  readonly lastVersion: number
+}
+
+const invalidName = (tenant: string, stream: string): Errors.InvalidRequest | undefined =>
+  !Schema.is(Ids.TenantId)(tenant)
+    ? new Errors.InvalidRequest({ field: "tenant", message: "a tenant id is lowercase letters, digits, '_' or '-'" })
+    : !Schema.is(Ids.StreamId)(stream)
+    ? new Errors.InvalidRequest({
+      field: "stream",
+      message: "a stream id is letters, digits and _ . : @ + = -, starting with a letter or digit"
+    })
+    : undefined
+
+/**
+ * The stream's current rules, from its partition's system events (read through the type index, a page at a time:
+ * the cost is the partition's system events, not the stream's length). Reads the log as written (not `enforce`d).
+ */
+export const current = (
+  engine: EngineShape,
+  tenant: string,
+  stream: string
+): Effect.Effect<Current, Errors.InvalidRequest | Errors.Unavailable> =>
+  Effect.gen(function*() {
+    const bad = invalidName(tenant, stream)
+    if (bad !== undefined) return yield* bad
+    const partition = engine.partitionOf(tenant, stream)
+    const pageMax = engine.config.readEventsMax
+    const system: Array<Event.StoredEvent> = []
+    let fromSeq = 1
+    while (true) {
+      const page = yield* engine.router.scan(partition, tenant, { types: ruleTypes, fromSeq, limit: pageMax })
+      for (const e of page) if (e.stream === stream) system.push(e)
+      const last = page[page.length - 1]
+      if (page.length < pageMax || last === undefined) break
+      fromSeq = last.seq + 1
+    }
+    const rules = rulesOf(system)
+    const lastVersion = yield* lastVersionOf(engine, tenant, stream)
+    const settings: RetentionApi.RetentionSettings = {
+      ...(rules.maxAgeMs === undefined ? {} : { maxAgeMs: rules.maxAgeMs }),
+      ...(rules.maxCount === undefined ? {} : { maxCount: rules.maxCount }),
+      ...(rules.truncateBefore === 0 ? {} : { truncateBefore: rules.truncateBefore })
+    }
+    return { settings, rules, lastVersion }
+  })
 
 // --- enforcement on reads ------------------------------------------------------------------------------------------
 
