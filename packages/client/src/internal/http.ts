@@ -21,7 +21,7 @@ import { defaults as configDefaults } from "@chronos/config"
 import { HttpClient, HttpClientError, HttpClientRequest } from "effect/http"
 import { HttpApiClient } from "effect/http-api"
 import { Api, Errors, type Event, Fork, SearchApi, SubscriptionsApi } from "@chronos/domain"
-import type { ChronosClientShape, SubscriptionError, SubscriptionItem } from "../ChronosClient.ts"
+import type { ChronosClientShape, SubscriptionError } from "../ChronosClient.ts"
 import * as ResumingSubscription from "./resumingSubscription.ts"
 import {
   checkStream,
@@ -168,6 +168,14 @@ const toSdkError = (error: unknown): Known => {
   if (error._tag !== "InvalidRequest") return error
   const field = sdkField(error.field)
   return field === error.field ? error : new Errors.InvalidRequest({ field, message: error.message })
+}
+
+/** The errors of a subscription: the endpoint's own, and everything else (SSE framing, transport) as `Unavailable`. */
+const subscriptionError = (error: unknown): SubscriptionError => {
+  const known = toSdkError(error)
+  return known._tag === "InvalidRequest" || known._tag === "Unavailable" || known._tag === "CorruptData"
+    ? known
+    : new Errors.Unavailable({ message: `unexpected ${known._tag} from the node's subscription`, retryable: false })
 }
 
 type Transport = HttpClientError.HttpClientError | Schema.SchemaError
@@ -395,14 +403,14 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
               query,
               headers: lastEventId === undefined ? {} : { "last-event-id": lastEventId }
             }))
-          ).pipe(Stream.mapError(toSdkError)),
+          ).pipe(Stream.mapError(subscriptionError)),
         // Any `Unavailable` of a subscription is worth a reconnect (bounded): a connection cut while its body is
         // read surfaces as a response error, not as a transport error of the request.
         isRetryable: (error) => error._tag === "Unavailable",
         reconnectsMax,
         delayMs: reconnectDelayMs,
         delayMsMax: reconnectDelayMsMax
-      }) as Stream.Stream<SubscriptionItem, SubscriptionError>
+      })
     },
 
     consumers: {
