@@ -933,14 +933,15 @@ export const make = Effect.fnUntraced(function*(
       )
     )
 
+  // Under the open lock: a group being opened while its entity stops must not stay open after the release.
   const release: LocalGroups["release"] = (tenant, name) =>
-    Effect.suspend(() => {
+    Semaphore.withPermit(openLock)(Effect.suspend(() => {
       const group = groups.get(`${tenant}/${name}`)
       return group === undefined ? Effect.void : Effect.andThen(
         Effect.catch(group.flush, (e) => Effect.logWarning(`consumer group ${tenant}/${name}: not written at release`, e.message)),
         group.close
       )
-    })
+    }))
 
   const status: ConsumerGroupsShape["status"] = (tenant, name) =>
     Effect.flatMap(load(tenant, name), (g) => g.status)

@@ -183,7 +183,8 @@ export class ActivePartitions extends Context.Service<ActivePartitions, Map<numb
 
 /**
  * Where this runner's fork partitions are found: `Forks` sets `resolve` when it starts (it is built above the engine)
- * and finds the runner's `Sharding` here (for its expiry singleton and the entity client of remote fork calls).
+ * and finds the runner's `Sharding` here (for its expiry singleton and the entity client of remote fork calls); the
+ * node's consumer groups find it here too (their `ConsumerGroup` entity).
  */
 export interface ForkHostShape {
   readonly sharding: Sharding.Sharding["Service"]
