@@ -125,6 +125,11 @@ export interface ChronosConfigShape {
   readonly subscribeReconnectDelayMs: number
   /** SDK over HTTP: upper bound of one reconnect delay of a subscription. */
   readonly subscribeReconnectDelayMsMax: number
+  /**
+   * SDK over HTTP: a subscription connection that brings no byte for this long (not even the node's keepalive,
+   * every `subscriptionKeepaliveMs`) is taken for dead (a half-open connection) and replaced. 0: never.
+   */
+  readonly subscribeIdleTimeoutMs: number
 
   // --- consumer groups (server-side checkpoints) ---------------------------------------------------------------
   /** Characters of a consumer group's or a projection's name. */
@@ -249,6 +254,7 @@ export const defaults: ChronosConfigShape = {
   subscribeReconnectsMax: 10,
   subscribeReconnectDelayMs: 100,
   subscribeReconnectDelayMsMax: 5_000,
+  subscribeIdleTimeoutMs: 60_000,
   consumerNameLengthMax: 128,
   consumerAttemptsMax: 5,
   consumerAckTimeoutMs: 30_000,
