@@ -31,17 +31,31 @@ const NodeLive = Node.layer({
 }, { search: { embedder: "test", testEmbedderDimension: 64, indexIdleWaitMs: 20 } })
 
 /** A TCP proxy in front of the node whose open connections can be cut at once (a network failure). */
-class Proxy extends Context.Service<Proxy, { readonly url: string; readonly cut: () => number }>()("test/Proxy") {}
+class Proxy extends Context.Service<Proxy, {
+  readonly url: string
+  /** Destroys every open connection (the peers see a reset). */
+  readonly cut: () => number
+  /** Stops forwarding on every open connection without closing it (a half-open connection: nothing arrives). */
+  readonly freeze: () => number
+  /** Connections accepted so far. */
+  readonly accepted: () => number
+}>()("test/Proxy") {}
 
 const ProxyLive = Layer.effect(Proxy, Effect.gen(function*() {
   const server = yield* HttpServer.HttpServer
   const address = server.address
   if (address._tag === "UnixPathAddress") return yield* Effect.die("expected a TCP address")
   const sockets = new Set<net.Socket>()
+  const pairs = new Set<readonly [net.Socket, net.Socket]>()
+  let accepted = 0
   const proxy = net.createServer((inbound) => {
+    accepted++
     const outbound = net.connect(address.port, "127.0.0.1")
     sockets.add(inbound)
     sockets.add(outbound)
+    const pair = [inbound, outbound] as const
+    pairs.add(pair)
+    inbound.on("close", () => pairs.delete(pair))
     inbound.pipe(outbound).pipe(inbound)
     const close = () => {
       inbound.destroy()
@@ -67,6 +81,18 @@ const ProxyLive = Layer.effect(Proxy, Effect.gen(function*() {
       for (const s of sockets) s.destroy()
       sockets.clear()
       return n
+    },
+    accepted: () => accepted,
+    freeze: () => {
+      const n = pairs.size
+      for (const [inbound, outbound] of pairs) {
+        inbound.unpipe(outbound)
+        outbound.unpipe(inbound)
+        inbound.pause()
+        outbound.pause()
+      }
+      pairs.clear()
+      return n
     }
   }
 }))
@@ -82,7 +108,14 @@ const ClientOfNode = Layer.unwrap(Effect.gen(function*() {
 const viaProxy = Effect.gen(function*() {
   const proxy = yield* Proxy
   return yield* Effect.map(
-    Layer.build(ChronosClient.layerHttp({ url: proxy.url, retryBaseDelayMs: 5, subscribeReconnectDelayMs: 10, subscribeReconnectDelayMsMax: 50 })),
+    Layer.build(ChronosClient.layerHttp({
+      url: proxy.url,
+      retryBaseDelayMs: 5,
+      subscribeReconnectDelayMs: 10,
+      subscribeReconnectDelayMsMax: 50,
+      // Five times the node's keepalive (200 ms): a healthy idle connection is never taken for dead.
+      subscribeIdleTimeoutMs: 1_000
+    })),
     (context) => Context.get(context, ChronosClient)
   )
 })
@@ -168,6 +201,39 @@ layer(Live, { timeout: 120_000, excludeTestServices: true })("ChronosClient (HTT
       assert.deepStrictEqual(versions(yield* take(1)), [11])
       yield* Fiber.interrupt(fiber)
     })))
+
+  it.effect("a subscription whose connection goes silent (half-open) is replaced after the idle timeout", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const client = yield* ChronosClient
+      const proxy = yield* Proxy
+      const remote = yield* viaProxy
+      const tenant = "silent"
+      const append = (i: number) => client.append(tenant, "s", { events: [{ type: "Tick", data: { i } }] })
+      yield* append(0)
+      const queue = yield* Queue.unbounded<SubscriptionItem>()
+      const fiber = yield* remote.subscribe(tenant).pipe(Stream.runForEach((item) => Queue.offer(queue, item)), Effect.forkChild)
+      const take = (n: number) =>
+        Effect.forEach(Array.from({ length: n }), () =>
+          Queue.take(queue).pipe(Effect.timeoutOrElse({
+            duration: "20 seconds",
+            orElse: () => Effect.die(new Error("no item within 20 s"))
+          })))
+      const versions = (items: ReadonlyArray<SubscriptionItem>) =>
+        items.map((i) => i._tag === "Event" ? i.event.streamVersion : i._tag)
+      assert.deepStrictEqual(versions(yield* take(2)), [0, "CaughtUp"])
+      // An idle healthy connection stays: the node's keepalives keep it alive past the idle timeout. (A deliberate
+      // observation window longer than the timeout, not a wait for a condition.)
+      const connections = proxy.accepted()
+      yield* Effect.sleep("1500 millis")
+      assert.strictEqual(proxy.accepted(), connections, "no reconnect of a healthy idle subscription")
+      yield* append(1)
+      assert.deepStrictEqual(versions(yield* take(1)), [1])
+      assert.isAbove(proxy.freeze(), 0)
+      yield* append(2)
+      yield* append(3)
+      assert.deepStrictEqual(versions(yield* take(2)), [2, 3])
+      yield* Fiber.interrupt(fiber)
+    })), { timeout: 60_000 })
 
   it.effect("a subscriber that stops reading gets a Lagging item when it reads again, and misses nothing", () =>
     Effect.scoped(Effect.gen(function*() {

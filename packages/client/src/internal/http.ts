@@ -14,11 +14,12 @@
  *  - `?fork=` on the append, whose endpoint declares no query: set on the request by the HTTP client from the
  *    `RequestFork` reference of the calling fiber;
  *  - subscriptions: the SSE stream of the generated client, resumed across dropped connections by
- *    `resumingSubscription.ts`.
+ *    `resumingSubscription.ts`; an SSE body silent for `subscribeIdleTimeoutMs` (no keepalive either) ends, so a
+ *    half-open connection is replaced too.
  */
 import { Context, Duration, Effect, Random, Schedule, Schema, Stream } from "effect"
 import { defaults as configDefaults } from "@chronos/config"
-import { HttpClient, HttpClientError, HttpClientRequest } from "effect/http"
+import { HttpClient, HttpClientError, HttpClientRequest, HttpClientResponse } from "effect/http"
 import { HttpApiClient } from "effect/http-api"
 import { Api, Errors, type Event, Fork, SearchApi, SubscriptionsApi } from "@chronos/domain"
 import type { ChronosClientShape, SubscriptionError } from "../ChronosClient.ts"
@@ -64,6 +65,8 @@ export interface HttpOptions {
   readonly subscribeReconnectDelayMs?: number | undefined
   /** Upper bound of one reconnect delay (`subscribeReconnectDelayMsMax`). */
   readonly subscribeReconnectDelayMsMax?: number | undefined
+  /** A subscription connection silent for this long is replaced (`subscribeIdleTimeoutMs`; 0: never). */
+  readonly subscribeIdleTimeoutMs?: number | undefined
 }
 
 export const defaults = {
@@ -73,8 +76,26 @@ export const defaults = {
   requestTimeoutMs: 30_000,
   subscribeReconnectsMax: configDefaults.subscribeReconnectsMax,
   subscribeReconnectDelayMs: configDefaults.subscribeReconnectDelayMs,
-  subscribeReconnectDelayMsMax: configDefaults.subscribeReconnectDelayMsMax
+  subscribeReconnectDelayMsMax: configDefaults.subscribeReconnectDelayMsMax,
+  subscribeIdleTimeoutMs: configDefaults.subscribeIdleTimeoutMs
 } as const
+
+/**
+ * An SSE response whose body ends once no byte has come for `idleTimeoutMs`. The node writes a keepalive comment
+ * while a subscription is idle, so silence means a connection that is gone without a FIN or RST (a dropped NAT entry,
+ * a frozen peer): the subscription then reconnects instead of waiting forever. Other responses are left as they are.
+ */
+const withIdleTimeout = (
+  response: HttpClientResponse.HttpClientResponse,
+  idleTimeoutMs: number
+): HttpClientResponse.HttpClientResponse => {
+  if (idleTimeoutMs <= 0 || !(response.headers["content-type"] ?? "").startsWith("text/event-stream")) return response
+  const body = Stream.toReadableStream(Stream.timeout(response.stream, Duration.millis(idleTimeoutMs)))
+  return HttpClientResponse.fromWeb(
+    response.request,
+    new Response(body, { status: response.status, headers: new Headers(response.headers) })
+  )
+}
 
 /** The fork the append being sent addresses (its endpoint has no declared query to carry `?fork=`). */
 const RequestFork = Context.Reference<string | undefined>("chronos/client/http/RequestFork", {
@@ -204,11 +225,16 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
   const baseDelay = Duration.millis(options.retryBaseDelayMs ?? defaults.retryBaseDelayMs)
   const maxDelay = Duration.millis(options.retryDelayMaxMs ?? defaults.retryDelayMaxMs)
   const timeout = Duration.millis(options.requestTimeoutMs ?? defaults.requestTimeoutMs)
+  const idleTimeoutMs = options.subscribeIdleTimeoutMs ?? defaults.subscribeIdleTimeoutMs
   const client = yield* HttpApiClient.make(Api.ChronosApi, {
     baseUrl: options.url,
-    transformClient: HttpClient.mapRequestEffect((request) =>
-      Effect.map(Effect.service(RequestFork), (fork) =>
-        fork === undefined ? request : HttpClientRequest.setUrlParam(request, "fork", fork)))
+    transformClient: (httpClient) =>
+      httpClient.pipe(
+        HttpClient.mapRequestEffect((request) =>
+          Effect.map(Effect.service(RequestFork), (fork) =>
+            fork === undefined ? request : HttpClientRequest.setUrlParam(request, "fork", fork))),
+        HttpClient.transformResponse(Effect.map((response) => withIdleTimeout(response, idleTimeoutMs)))
+      )
   })
   const reconnectsMax = options.subscribeReconnectsMax ?? defaults.subscribeReconnectsMax
   const reconnectDelayMs = options.subscribeReconnectDelayMs ?? defaults.subscribeReconnectDelayMs
