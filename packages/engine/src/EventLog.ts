@@ -49,7 +49,9 @@ export interface PartitionLog {
   /**
    * Drops whole units of the log (files, messages) that hold only sequences below `seq`, once they are sealed in
    * the cold tier (see `ColdStore`); the last unit is always kept, so the log still knows its last sequence.
-   * Afterwards `replay` starts at the first kept unit. Optional: a driver without it keeps everything.
+   * Afterwards `replay` starts at the first kept unit (the base); a `replay` from below the base cannot return the
+   * dropped events: the JetStream driver dies naming the base, the file log starts at its base (which the partition
+   * detects as a gap). Optional: a driver without it keeps everything.
    */
   readonly truncateBefore?: (seq: number) => Effect.Effect<void, LogError>
 }

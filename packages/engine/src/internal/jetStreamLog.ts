@@ -1,16 +1,20 @@
 /**
  * The JetStream driver of `EventLog`: owns the NATS connection of one layer, the JetStream stream of every partition
- * (created or verified on open), the pipelined, fenced publishing of commits, and the verified replay of a stream.
+ * (created or verified on open), the fenced publishing of commits (one at a time per handle), the verified replay of a
+ * stream, and its truncation below the cold tier's sealed range.
  *
  * Storage format (stable; other tools read it):
  *  - stream `<prefix>_P<NNN>` per partition (NNN = partition number, zero-padded to 3 digits, more when ≥ 1000),
  *    one subject `<prefix lowercased>.p.<NNN>`, file storage, `num_replicas` = `replicas`, limits retention with no
- *    message, byte, age or per-subject limit (the log is the truth: nothing is ever discarded), `deny_delete` and
- *    `deny_purge` (nor removed by hand), `max_msg_size` = the server's `max_payload` (checked at open to be at least
+ *    message, byte, age or per-subject limit (the log is the truth: nothing is discarded by a limit), `deny_delete`
+ *    (no message is removed by hand), purges allowed (`deny_purge: false`: the only removal is this driver's own
+ *    truncation below the cold tier, see below), `max_msg_size` = the server's `max_payload` (checked at open to be at least
  *    `commitBytesMax` + `headerBytesMax`; the body is larger than the events' data, see `make`),
  *    `duplicate_window` = `duplicateWindowMs`, `allow_direct: true` (for eventually consistent readers; this driver
  *    itself never reads through direct get, see below);
- *  - one message per commit, in commit order: the k-th commit of a partition is JetStream sequence k. The body is
+ *  - one message per commit, in commit order: the k-th commit of a partition is JetStream sequence k. The messages
+ *    present are always one contiguous range `[first_seq, last_seq]`: `first_seq` is 1, or after a truncation the
+ *    first kept commit (whose `Chronos-First-Seq` is the log's base: the events below it are in sealed segments). The body is
  *    `Commit.encodeBody(commit)` unchanged; headers:
  *      `Chronos-First-Seq`  decimal, the partition sequence of the commit's first event,
  *      `Chronos-Count`      decimal, the number of events (≥ 1),
@@ -42,8 +46,19 @@
  * lagging replica only delays it. Every message is verified: headers present, CRC32C of the body, JetStream
  * sequences consecutive, events contiguous (first = previous last + 1), body consistent with the headers. A broken
  * check is a defect naming the stream and the sequence (a later issue turns it into a typed CorruptData).
- * `replay(fromSeq)` with `fromSeq > 1` finds its first message by binary search on `Chronos-First-Seq` through the
- * leader (log₂(commits) gets).
+ * `replay(fromSeq)` with `fromSeq` above the base finds its first message by binary search on `Chronos-First-Seq`
+ * through the leader over `[first_seq, last_seq]` (log₂(commits) gets); `first_seq` is re-read from the leader at each
+ * replay, since another (stale) owner of the partition may have truncated after this handle opened.
+ * A `replay(fromSeq)` below the base is a defect naming both: those events are only in the cold tier, and a caller
+ * that asked the log for them would otherwise rebuild a partition with a hole (the partition replays the segments
+ * first, then the log from the sequence after them).
+ *
+ * Truncation (`truncateBefore(seq)`, called by the cold tier once a segment is durable and in the manifest): purges
+ * (`STREAM.PURGE` with `seq`, which keeps messages at or above it) every message whose commit ends below `seq`,
+ * keeping the commit that holds `seq` (a commit may straddle the sealed boundary) and always the last message (so the
+ * log still knows its last sequence). Streams created before truncation existed have `deny_purge: true`, which
+ * JetStream cannot lift on an existing stream: they keep working, but truncation skips them (a warning at open), so
+ * their log keeps growing until the stream is recreated.
  *
  * Connection loss: requests written while the client is reconnecting are lost (their reply never comes), so while
  * the connection is down every request fails at once with `LogUnavailable`, and requests in flight when it drops fail
@@ -51,7 +66,7 @@
  * timeout that maps to `LogUnavailable`. The caller's reopen-and-retry loop (the partition's reload) rides through
  * a server restart or a leader election on the same connection; nothing waits unboundedly.
  */
-import { Effect, type Scope } from "effect"
+import { Effect, type Scope, Semaphore } from "effect"
 import { connect, headers as natsHeaders } from "@nats-io/transport-node"
 import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/transport-node"
 import {
@@ -416,7 +431,8 @@ const openPartition = (
       duplicate_window: o.duplicateWindowMs * 1_000_000,
       allow_direct: true,
       deny_delete: true,
-      deny_purge: true
+      // Purges are how the log is truncated below sealed segments (see the module doc).
+      deny_purge: false
     }
     const getInfo = Effect.tryPromise({
       try: () => link.whileConnected(() => jsm.streams.info(stream)).then((i): StreamInfo | undefined => i),
@@ -464,13 +480,26 @@ const openPartition = (
       })
     }
 
+    // A stream created with deny_purge (before truncation existed) keeps working untruncated: JetStream cannot lift
+    // deny_purge on an existing stream (nats-server 2.15.1 refuses the update: "can not cancel deny purge").
+    const purgeable = info.config.deny_purge !== true
+    if (!purgeable) {
+      yield* Effect.logWarning(
+        `JetStream log: stream ${stream} was created with deny_purge: its log will not be truncated below sealed ` +
+          "segments (JetStream cannot lift deny_purge; recreate the stream to reclaim the space)"
+      )
+    }
+
     // ---- where the log ends (through the stream leader) -------------------------------------------------------
     const lastJs = info.state.last_seq
-    if (lastJs > 0 && (info.state.first_seq !== 1 || info.state.messages !== lastJs)) {
+    const holes = (state: StreamInfo["state"]) =>
+      state.last_seq > 0 && (state.messages === 0 || state.messages !== state.last_seq - state.first_seq + 1)
+    if (holes(info.state) || (!purgeable && lastJs > 0 && info.state.first_seq !== 1)) {
       return yield* Effect.die(
         new Error(
           `JetStream log: stream ${stream} has lost messages (first_seq ${info.state.first_seq}, ` +
-            `${info.state.messages} messages, last_seq ${lastJs}); the log must hold every commit from sequence 1`
+            `${info.state.messages} messages, last_seq ${lastJs}); the log must hold every commit from its first ` +
+            "sequence (1, or the first kept after a truncation) to its last"
         )
       )
     }
@@ -485,13 +514,17 @@ const openPartition = (
             : Effect.succeed(m)
         )
       )
+    const headersAt = (seq: number) =>
+      Effect.flatMap(leaderGet(seq), (m) =>
+        Effect.try({ try: () => readHeaders(m.header, where(seq)), catch: (e) => e as Error }).pipe(Effect.orDie))
     let lastEvent = 0
     if (lastJs > 0) {
-      const last = yield* leaderGet(lastJs)
-      const h = yield* Effect.try({ try: () => readHeaders(last.header, where(lastJs)), catch: (e) => e as Error })
-        .pipe(Effect.orDie)
+      const h = yield* headersAt(lastJs)
       lastEvent = h.firstSeq + h.count - 1
     }
+    /** The first message kept (1 unless truncated) and the partition sequence its commit starts at: the base. */
+    let firstJs = lastJs > 0 ? info.state.first_seq : 1
+    let baseEvent = firstJs > 1 ? (yield* headersAt(firstJs)).firstSeq : 1
 
     // ---- handle state -------------------------------------------------------------------------------------------
     /** JetStream sequence of the last append started (in flight included). */
@@ -654,15 +687,13 @@ const openPartition = (
 
     // ---- replay ------------------------------------------------------------------------------------------------
     /** The first JetStream sequence whose commit reaches `fromSeq`: binary search through the leader. */
-    const locate = (fromSeq: number, lastJsSeq: number) =>
+    const locate = (fromSeq: number, firstJsSeq: number, lastJsSeq: number) =>
       Effect.gen(function*() {
-        let lo = 1
+        let lo = firstJsSeq
         let hi = lastJsSeq
         while (lo < hi) {
           const mid = Math.floor((lo + hi) / 2)
-          const m = yield* leaderGet(mid)
-          const h = yield* Effect.try({ try: () => readHeaders(m.header, where(mid)), catch: (e) => e as Error })
-            .pipe(Effect.orDie)
+          const h = yield* headersAt(mid)
           if (h.firstSeq + h.count - 1 >= fromSeq) hi = mid
           else lo = mid + 1
         }
@@ -670,7 +701,13 @@ const openPartition = (
       })
 
     /** Reads JetStream sequences [start, end] in order with an ordered consumer, verifying each one. */
-    const read = (start: number, end: number, onCommit: (commit: Commit.Commit) => void) => {
+    const read = (
+      start: number,
+      end: number,
+      /** The partition sequence of the first commit, when known (reading from the log's first message). */
+      startEvent: number | undefined,
+      onCommit: (commit: Commit.Commit) => void
+    ) => {
       let received = 0
       const reading = Effect.callback<void, LogError>((resume) => {
         let done = false
@@ -683,7 +720,7 @@ const openPartition = (
         }
         let expectedJs = start
         /** Partition sequence the next commit must start at; unknown for the first commit of a located start. */
-        let expectedFirst: number | undefined = start === 1 ? 1 : undefined
+        let expectedFirst: number | undefined = startEvent
         let off = () => {}
         const finish = (effect: Effect.Effect<void, LogError>) => {
           if (done) return
@@ -695,7 +732,10 @@ const openPartition = (
         const visit = (m: JsMsg) => {
           const seq = m.seq
           if (seq !== expectedJs) {
-            throw new Error(`JetStream log: ${where(seq)}: expected sequence ${expectedJs} (sequence gap)`)
+            throw new Error(
+              `JetStream log: ${where(seq)}: expected sequence ${expectedJs} (sequence gap` +
+                (expectedJs === start ? "; truncated by another owner of the partition while this replay started?)" : ")")
+            )
           }
           const h = readHeaders(m.headers, where(seq))
           const crc = Commit.checksum(m.data)
@@ -785,9 +825,19 @@ const openPartition = (
         const endEvent = ackedEvent
         if (endJs === 0 || fromSeq > endEvent) return Effect.succeed(endEvent)
         return Effect.gen(function*() {
-          const start = fromSeq <= 1 ? 1 : yield* locate(fromSeq, endJs)
+          yield* refreshBase
+          if (fromSeq < baseEvent) {
+            return yield* Effect.die(
+              new Error(
+                `JetStream log: replay of ${stream} from seq ${fromSeq}, but the log was truncated below seq ` +
+                  `${baseEvent} (JetStream sequence ${firstJs}): those events are in the cold tier's segments`
+              )
+            )
+          }
+          const fromFirst = fromSeq <= baseEvent
+          const start = fromFirst ? firstJs : yield* locate(fromSeq, firstJs, endJs)
           let lastSeen = 0
-          yield* read(start, endJs, (commit) => {
+          yield* read(start, endJs, fromFirst ? baseEvent : undefined, (commit) => {
             lastSeen = Commit.lastSeq(commit)
             onCommit(commit)
           })
@@ -800,7 +850,41 @@ const openPartition = (
         })
       })
 
-    return { partition, replay, append } satisfies PartitionLog
+    // ---- truncation ----------------------------------------------------------------------------------------------
+    /** Reads the stream's first message from the leader: another owner may have truncated since this handle opened. */
+    const refreshBase = Effect.gen(function*() {
+      const now = yield* Effect.tryPromise({
+        try: () => link.whileConnected(() => jsm.streams.info(stream)),
+        catch: unavailable("cannot read stream info")
+      })
+      if (now.state.last_seq > 0 && now.state.first_seq > firstJs) {
+        const h = yield* headersAt(now.state.first_seq)
+        firstJs = now.state.first_seq
+        baseEvent = h.firstSeq
+      }
+    })
+
+    // One truncation at a time: two would race on `firstJs`.
+    const truncating = yield* Semaphore.make(1)
+    const truncateBefore = (seq: number): Effect.Effect<void, LogError> =>
+      truncating.withPermits(1)(Effect.suspend(() => {
+        const endJs = ackedJs
+        if (!purgeable || endJs === 0 || seq <= baseEvent) return Effect.void
+        return Effect.gen(function*() {
+          // The first commit that reaches `seq`; at most the last message, which is always kept.
+          const keep = yield* locate(seq, firstJs, endJs)
+          if (keep <= firstJs) return
+          const h = yield* headersAt(keep)
+          yield* Effect.tryPromise({
+            try: () => link.whileConnected(() => jsm.streams.purge(stream, { seq: keep })),
+            catch: unavailable(`cannot truncate below JetStream sequence ${keep}`)
+          })
+          firstJs = keep
+          baseEvent = h.firstSeq
+        })
+      }))
+
+    return { partition, replay, append, truncateBefore } satisfies PartitionLog
   })
 
 /** Why an existing stream cannot be this partition's log, or undefined when it can. */
