@@ -138,6 +138,11 @@ export interface ChronosConfigShape {
   readonly consumerAttemptsMax: number
   /** A delivery not acknowledged within this long counts as a failed attempt and is retried. */
   readonly consumerAckTimeoutMs: number
+  /**
+   * How long an ack or nack waits for a group that just (re)opened — on another runner after a failover — to re-read
+   * the deliveries it had in flight, before it answers `unknown` for the ids it still does not know.
+   */
+  readonly consumerRestoreWaitMs: number
   /** Delay before the first retry of a failed delivery; each later retry doubles it, up to the maximum. */
   readonly consumerRetryBackoffMs: number
   readonly consumerRetryBackoffMsMax: number
@@ -258,6 +263,7 @@ export const defaults: ChronosConfigShape = {
   consumerNameLengthMax: 128,
   consumerAttemptsMax: 5,
   consumerAckTimeoutMs: 30_000,
+  consumerRestoreWaitMs: 1_000,
   consumerRetryBackoffMs: 1_000,
   consumerRetryBackoffMsMax: 60_000,
   consumerBatchEventsMax: 1_000,

@@ -567,6 +567,16 @@ const openGroup = (
       }
       for (const [p, s] of page.positions) if (s > (cursor.get(p) ?? 0)) cursor.set(p, s)
       for (const p of page.positions.keys()) advance(p)
+      // Stored acks and failures the reader has passed without meeting (no longer in the subscription): dropped, so
+      // that `restored` below becomes true.
+      if (storedAcks.size > 0 || storedFailures.size > 0) {
+        const passed = (id: string) => {
+          const [p, s] = id.split(":").map(Number) as [number, number]
+          return s <= (cursor.get(p) ?? 0)
+        }
+        for (const id of storedAcks) if (passed(id)) storedAcks.delete(id)
+        for (const id of storedFailures.keys()) if (passed(id)) storedFailures.delete(id)
+      }
       notify()
     }
 
@@ -655,6 +665,21 @@ const openGroup = (
 
     const resolve = (id: string): Entry | undefined => open.get(id) ?? byEventId.get(id)
 
+    /**
+     * Waits (at most `consumerRestoreWaitMs`) until every id resolves or the reader has re-read every delivery the
+     * document had in flight or failed: a group that just opened — after a restart or a failover — knows those only
+     * once its reader reaches them, and an ack of one of them must complete it, not be answered `unknown`.
+     */
+    const awaitRestored = (ids: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const until = now() + config.consumerRestoreWaitMs
+        while (!closed && storedFailures.size > 0 && ids.some((id) => resolve(id) === undefined)) {
+          const t = now()
+          if (t >= until) return
+          yield* changed(until - t)
+        }
+      })
+
     const group: OpenGroup = {
       doc: document,
       closed: () => closed,
@@ -688,6 +713,7 @@ const openGroup = (
         }),
       ack: (ids) =>
         Effect.gen(function*() {
+          yield* awaitRestored(ids)
           yield* unavailableIfClosed()
           let acked = 0
           const unknown: Array<string> = []
@@ -706,6 +732,7 @@ const openGroup = (
         }),
       nack: (ids, delayMs) =>
         Effect.gen(function*() {
+          yield* awaitRestored(ids)
           yield* unavailableIfClosed()
           let retrying = 0
           let parkedNow = 0

@@ -14,7 +14,7 @@ import * as path from "node:path"
 import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
 import { Ids } from "@chronos/domain"
 import { CheckpointStore } from "../src/CheckpointStore.ts"
-import { ConsumerGroups, type Delivery } from "../src/ConsumerGroup.ts"
+import { ConsumerGroups, type Delivery, make as makeGroups } from "../src/ConsumerGroup.ts"
 import { Engine } from "../src/Engine.ts"
 import { EventLog } from "../src/EventLog.ts"
 import { startNatsServer } from "../../../test/support/NatsServer.ts"
@@ -299,6 +299,58 @@ describe("ConsumerGroup", () => {
       Layer.provide(EventLog.layerMemory),
       Layer.provideMerge(ChronosConfig.layer({ ...settings, consumerAckTimeoutMs: 1_500 }))
     ))))
+
+  it.live("two processes serving one group at once (a runner frozen past its lease) never hand out the same event", () =>
+    Effect.gen(function*() {
+      const engine = yield* Engine
+      const store = yield* CheckpointStore
+      const config = yield* ChronosConfig
+      // Two servers of the same group over one store, as in a cluster: deliveries stored before `next` answers.
+      const servers = [
+        yield* makeGroups(engine, store, config, { storeDeliveriesBeforeAnswer: true }),
+        yield* makeGroups(engine, store, config, { storeDeliveriesBeforeAnswer: true })
+      ]
+      yield* seed(60)
+      yield* servers[0]!.create("t", "split", {})
+      const deliveredTo = new Map<string, Array<number>>()
+      const acked = new Set<string>()
+      const unknownAcks: Array<string> = []
+      let conflicts = 0
+      // One consumer on each server; the ack deadline (60 s) never passes, so any event handed out twice is a bug.
+      const consumer = (k: number) =>
+        Effect.gen(function*() {
+          for (let round = 0; round < 400 && acked.size < 60; round++) {
+            const batch = yield* servers[k]!.next("t", "split", { max: 3, waitMs: 50 }).pipe(
+              Effect.catchTag("Unavailable", () => Effect.sync(() => (conflicts++, [] as ReadonlyArray<Delivery>)))
+            )
+            for (const d of batch) deliveredTo.set(d.event.eventId, [...(deliveredTo.get(d.event.eventId) ?? []), k])
+            if (batch.length === 0) continue
+            // "Work" (the other server's turn to write), then acked until the ack lands (a conflict closes the
+            // server's view; the retry reopens it).
+            yield* Effect.sleep(20)
+            for (let attempt = 0; attempt < 50; attempt++) {
+              const r = yield* servers[k]!.ack("t", "split", batch.map((d) => d.deliveryId)).pipe(Effect.option)
+              if (r._tag === "Some") {
+                // Known even by a view that just reopened (it waits until it has re-read what was in flight).
+                unknownAcks.push(...r.value.unknown)
+                for (const d of batch) acked.add(d.event.eventId)
+                break
+              }
+              conflicts++
+            }
+          }
+        })
+      yield* Effect.all([consumer(0), consumer(1)], { concurrency: 2, discard: true })
+      assert.strictEqual(acked.size, 60)
+      const twice = [...deliveredTo].filter(([, to]) => to.length > 1)
+      assert.deepStrictEqual(twice, [], `handed out twice (${conflicts} conflicts)`)
+      assert.deepStrictEqual(unknownAcks, [])
+      assert.isAbove(conflicts, 0, "the two servers did contend")
+      // Both really served the group (else this proves nothing).
+      const counts = [0, 1].map((k) => [...deliveredTo.values()].filter((to) => to[0] === k).length)
+      assert.isAbove(counts[0]!, 0)
+      assert.isAbove(counts[1]!, 0)
+    }).pipe(Effect.scoped, Effect.provide(memoryStack)))
 
   it.live("NATS KV driver: a group continues on another runner from the stored checkpoint", () =>
     Effect.gen(function*() {
