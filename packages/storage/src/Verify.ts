@@ -11,12 +11,13 @@
  *    where the segments end. Segment files that no manifest lists are warnings (orphans of an interrupted seal).
  *
  * `runStore(store)` scrubs the segments of any `SegmentStore` the same way — in a cluster, the NATS Object Store and
- * KV buckets (`SegmentStore.layerNats`), whose log is JetStream's (checked by JetStream itself, not here).
+ * KV buckets (`SegmentStore.layerNats`), whose log is JetStream's (checked by JetStream itself, not here);
+ * `runNats({ servers })` opens those buckets (existing ones only) and runs it (`chronos verify --nats <url>`).
  *
  * `run` and `runStore` never fail: every problem, I/O errors included, is in the report. `report.ok` is false when
  * any problem was found; the CLI exits non-zero then.
  */
-import { Effect } from "effect"
+import { Effect, Exit, Scope } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { Errors } from "@chronos/domain"
@@ -27,6 +28,7 @@ import * as Manifest from "./Manifest.ts"
 import * as SegmentFormat from "./SegmentFormat.ts"
 import { rowsBySeq, sha256 } from "./SegmentReader.ts"
 import { makeLocal, manifestFile, type SegmentStoreShape } from "./SegmentStore.ts"
+import * as NatsSegmentStore from "./internal/natsSegmentStore.ts"
 
 export type ProblemKind = "log-record" | "log-file" | "segment" | "segment-row" | "manifest" | "continuity" | "io"
 
@@ -400,4 +402,40 @@ export const runStore = (
       options.onProgress?.({ partition, done: ++done, total: listed.success.length })
     }
     return { ok: problems.length === 0, driver: store.driver, partitions, segmentBytes, problems, warnings }
+  })
+
+/**
+ * Scrubs a cluster's NATS segment store (`<bucketPrefix>_SEGMENTS` / `_MANIFESTS` at `servers`): `runStore` over its
+ * existing buckets. Buckets that cannot be opened (no server, no such store) are an `io` problem in the report.
+ */
+export const runNats = (options: {
+  readonly servers: ReadonlyArray<string>
+  readonly bucketPrefix?: string | undefined
+  readonly requestTimeoutMs: number
+  readonly onProgress?: ((progress: Progress) => void) | undefined
+}): Effect.Effect<StoreReport> =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const opened = yield* Effect.exit(NatsSegmentStore.make({
+      servers: options.servers,
+      replicas: 1,
+      bucketPrefix: options.bucketPrefix,
+      requestTimeoutMs: options.requestTimeoutMs,
+      openOnly: true
+    }).pipe(Effect.provideService(Scope.Scope, scope)))
+    if (Exit.isFailure(opened)) {
+      yield* Scope.close(scope, Exit.void)
+      const failure = opened.cause.reasons.find((r) => r._tag === "Fail")
+      const where = `nats:${options.servers.join(",")}`
+      const message = failure?._tag === "Fail" ? (failure.error as { message: string }).message : "cannot open the segment store"
+      return {
+        ok: false,
+        driver: "nats",
+        partitions: [],
+        segmentBytes: 0,
+        problems: [{ kind: "io" as const, partition: -1, file: where, location: where, message }],
+        warnings: []
+      }
+    }
+    return yield* runStore(opened.value, { onProgress: options.onProgress }).pipe(Effect.ensuring(Scope.close(scope, Exit.void)))
   })

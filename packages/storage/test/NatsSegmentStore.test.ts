@@ -209,6 +209,16 @@ describe("NATS segment store: single server", () => {
       assert.isFalse(scrub.ok)
       assert.deepStrictEqual([...new Set(scrub.problems.map((p) => p.file))], [writer.store.location(damaged, victim.file)])
       assert.include(scrub.problems[0]!.message, "sha256")
+      // `chronos verify --nats`: the same scrub from the URL alone, over the existing buckets.
+      const byUrl = yield* Verify.runNats({ servers: [server.url], requestTimeoutMs: 20_000 })
+      assert.deepStrictEqual(byUrl.problems, scrub.problems)
+      assert.deepStrictEqual(byUrl.partitions, scrub.partitions)
+      // A prefix with no store is a problem, and creates nothing.
+      const missing = yield* Verify.runNats({ servers: [server.url], bucketPrefix: "NOSUCH", requestTimeoutMs: 5_000 })
+      assert.isFalse(missing.ok)
+      assert.strictEqual(missing.problems[0]!.kind, "io")
+      const missingAgain = yield* Verify.runNats({ servers: [server.url], bucketPrefix: "NOSUCH", requestTimeoutMs: 5_000 })
+      assert.isFalse(missingAgain.ok)
       yield* writer.close
       const third = yield* startNode()
       const corrupt = yield* call(`${third.url}/v1/tenants/acme/streams/order-4/events?limit=100`, "GET")

@@ -20,7 +20,7 @@
 import { Effect, Schedule, type Scope } from "effect"
 import { type NatsConnection } from "@nats-io/nats-core"
 import { connect } from "@nats-io/transport-node"
-import { jetstream, StorageType } from "@nats-io/jetstream"
+import { jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
 import { type KV, Kvm } from "@nats-io/kv"
 import { type ObjectStore, Objm } from "@nats-io/obj"
 import { Errors } from "@chronos/domain"
@@ -41,6 +41,11 @@ export interface Options {
   readonly bucketPrefix?: string | undefined
   /** Bound of every NATS request (`segmentStoreTimeoutMs`). */
   readonly requestTimeoutMs: number
+  /**
+   * Open existing buckets only (`replicas` is then unused): a scrub (`Verify.runNats`) must not create an empty
+   * store where it expected one. Default false: create them when missing.
+   */
+  readonly openOnly?: boolean | undefined
 }
 
 export const defaultBucketPrefix = "CHRONOS"
@@ -52,7 +57,10 @@ const errorText = (e: unknown): string => (e instanceof Error ? e.message : Stri
 /** Object names within the segments bucket: `p<NNN>/<file>`. */
 const objectName = (partition: number, file: string) => `${partitionDirName(partition)}/${file}`
 
-/** Opens a connection (closed with the scope) and both buckets (created when missing), and returns the driver. */
+/**
+ * Opens a connection (closed with the scope) and both buckets (created when missing, unless `openOnly`), and returns
+ * the driver.
+ */
 export const make = (options: Options): Effect.Effect<SegmentStoreShape, SegmentStoreError, Scope.Scope> =>
   Effect.gen(function*() {
     const prefix = options.bucketPrefix ?? defaultBucketPrefix
@@ -96,7 +104,17 @@ export const make = (options: Options): Effect.Effect<SegmentStoreShape, Segment
           description: "Chronos cold tier: one segment manifest per partition"
         }))
     ])
-    const [os, kv] = yield* createBuckets.pipe(Effect.retry({ times: 10, schedule: Schedule.spaced(500) }))
+    const openBuckets = Effect.all([
+      setup(`object store ${buckets.segments}`, () => new Objm(js).open(buckets.segments)),
+      setup(`KV ${buckets.manifests}`, async () => {
+        // `Kvm.open` does not check that the bucket exists; its stream does.
+        await (await jetstreamManager(nc, { timeout: options.requestTimeoutMs })).streams.info(`KV_${buckets.manifests}`)
+        return new Kvm(js).open(buckets.manifests)
+      })
+    ])
+    const [os, kv] = options.openOnly === true
+      ? yield* openBuckets
+      : yield* createBuckets.pipe(Effect.retry({ times: 10, schedule: Schedule.spaced(500) }))
     return makeDriver(os, kv, prefix, options.requestTimeoutMs)
   })
 
