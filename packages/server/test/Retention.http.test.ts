@@ -162,6 +162,27 @@ describe("retention and deletion over HTTP", () => {
     expect((await node.client.get(`${base}/counted/retention`)).body).toEqual({ stream: "counted", lastVersion: 8 })
   })
 
+  it("reads through a fork hide what the store's retention and deletions hide, also those made after the fork", async () => {
+    await put("forked", 3)
+    const created = await node.client.post("/v1/tenants/acme/forks", { ttlSeconds: 600 })
+    expect(created.status, JSON.stringify(created.body)).toBe(201)
+    const fork = created.body.forkId as string
+    // Before: a soft-deleted and a counted stream read the same through the fork as in the store.
+    expect(await read("soft", `fork=${fork}&limit=100`)).toEqual(await read("soft"))
+    expect(await read("counted", `fork=${fork}&limit=100`)).toEqual(await read("counted"))
+    expect(await read("forked", `fork=${fork}&limit=100`)).toEqual(["0:Data", "1:Data", "2:Data"])
+    // Deleted in the store after the fork was made: gone from the fork too (its tombstone is the store's, after
+    // the fork's base, so the fork shows nothing of the stream, in either direction).
+    expect((await send(url("/forked"), "DELETE")).status).toBe(200)
+    expect(await read("forked", `fork=${fork}&limit=100`)).toEqual([])
+    expect(await read("forked", `fork=${fork}&limit=100&direction=backward`)).toEqual([])
+    expect(await read("soft", `fork=${fork}&limit=100&direction=backward`)).toEqual(["4:Data", "3:$deleted"])
+    const q = await node.client.get(`/v1/tenants/acme/events?types=Data&limit=1000&fork=${fork}`)
+    expect(q.status).toBe(200)
+    expect(q.body.events.filter((e: { stream: string }) => e.stream === "forked" || e.stream === "soft")
+      .map((e: { stream: string; streamVersion: number }) => `${e.stream}/${e.streamVersion}`)).toEqual(["soft/4"])
+  })
+
   it("hard DELETE + POST /v1/admin/seal: the segments hold no payload of the deleted events", async () => {
     await put("hard", 4)
     await put("kept", 2)

@@ -25,7 +25,8 @@
  * event still answers as a duplicate.
  *
  * Rules are read as they are now, also for `asOf` reads (retention is not time-travelled: what is deleted is gone).
- * Subscriptions and forks' engines do not apply them (a subscriber sees the log as written, tombstones included).
+ * Reads through a fork apply the store's rules (`enforceFork`, used by the node's `?fork=` reads). Subscriptions do
+ * not apply them (a subscriber sees the log as written, tombstones included).
  */
 import { Clock, Context, Effect, Layer, Option, Schema } from "effect"
 import { Errors, type Event, type ExpectedVersion, Ids, Reducer, type RetentionApi } from "@chronos/domain"
@@ -306,8 +307,22 @@ const hiddenIn = (views: ReadonlyMap<string, StreamView>, nowMs: number) => (e: 
  * The engine with retention and deletion applied to its reads (see the module comment). Writes, subscriptions and
  * everything else are the engine's own.
  */
-export const enforce = (engine: EngineShape): EngineShape => {
+export const enforce = (
+  engine: EngineShape,
+  /**
+   * The rules come from another view of the streams than `engine`'s (a fork's, see `enforceFork`): a system event
+   * below a cutoff is returned only when `engine` itself has it (one read per such event).
+   */
+  options: { readonly foreignRules?: boolean } = {}
+): EngineShape => {
   const { tenantViews, viewOf } = makeRuleIndex(engine)
+  /** Keeps the system events `engine` has (same event at the same version). */
+  const ownSystem = (tenant: string, stream: string, events: Array<Event.StoredEvent>) =>
+    options.foreignRules !== true ? Effect.succeed(events) : Effect.filter(events, (e) =>
+      Effect.map(
+        engine.readStream(tenant, stream, { fromVersion: e.streamVersion, limit: 1 }),
+        (found) => found[0]?.eventId === e.eventId
+      ))
   // The hottest read: a stream without rules costs one index probe more than the engine's read, without a generator.
   const readStream: EngineShape["readStream"] = (tenant, stream, request) =>
     Effect.flatMap(viewOf(tenant, stream), (view) =>
@@ -339,7 +354,7 @@ export const enforce = (engine: EngineShape): EngineShape => {
         (view?.system ?? []).filter((e) => e.streamVersion >= from && e.streamVersion < to && !hidden(e))
       let cursor: number | undefined = request.fromVersion
       if (!backward && cutoff > 0 && (cursor ?? 0) < cutoff) {
-        out.push(...systemBelow(cursor ?? 0, cutoff).slice(0, limit))
+        out.push(...(yield* ownSystem(tenant, stream, systemBelow(cursor ?? 0, cutoff))).slice(0, limit))
         cursor = cutoff
       }
       // Backward: the system events below this version are the last ones to return (below the cutoff).
@@ -365,7 +380,7 @@ export const enforce = (engine: EngineShape): EngineShape => {
         if (cursor < 0) break
       }
       if (backward && cutoff > 0 && out.length < limit) {
-        out.push(...systemBelow(0, systemTop).reverse().slice(0, limit - out.length))
+        out.push(...(yield* ownSystem(tenant, stream, systemBelow(0, systemTop))).reverse().slice(0, limit - out.length))
       }
       return out
     })
@@ -432,6 +447,16 @@ export const enforce = (engine: EngineShape): EngineShape => {
 
   return { ...engine, readStream, query, readPartition, state }
 }
+
+/**
+ * A fork's engine (`Forks.engine`) with the store's retention applied. A fork reads the store up to its base plus its
+ * own events, and holds no rules of its own (appends refuse `$`-types, merges copy only ordinary events), so the rules
+ * are the store's as they are now (`store`: the store's engine; its router's type index is scanned): what is deleted
+ * or expired in the store is hidden in its forks too, also in a fork created before. Rules apply by stream version,
+ * so a fork's own events below a tombstone the store wrote later are hidden as well.
+ */
+export const enforceFork = (fork: EngineShape, store: EngineShape): EngineShape =>
+  enforce({ ...fork, router: { ...fork.router, scan: store.router.scan } }, { foreignRules: true })
 
 /** Replaces the provided `Engine` by `enforce(engine)` (the node's: every HTTP read goes through it). */
 export const layerEnforced: Layer.Layer<Engine, never, Engine> = Layer.effect(
