@@ -197,6 +197,78 @@ export const current = (
     return { settings, rules, lastVersion }
   })
 
+// --- the public operations (HTTP `RetentionApi`, the SDK) -----------------------------------------------------------
+
+/** The rules in effect, as `RetentionApi` reports them. */
+export const report = (stream: string, c: Current): RetentionApi.StreamRetention => ({
+  stream,
+  ...c.settings,
+  ...(c.rules.deletedBefore === 0 ? {} : { deletedBefore: c.rules.deletedBefore }),
+  ...(c.rules.hardDeletedBefore === 0 ? {} : { hardDeletedBefore: c.rules.hardDeletedBefore }),
+  lastVersion: c.lastVersion
+})
+
+/** A one-event system append without an expected version cannot fail otherwise: a broken invariant if it does. */
+const systemAppend = <A>(
+  effect: Effect.Effect<A, Errors.AppendError>
+): Effect.Effect<A, Errors.InvalidRequest | Errors.Unavailable | Errors.WrongExpectedVersion> =>
+  Effect.catchTag(effect, "LimitExceeded", (e) => Effect.die(e))
+
+const existing = (engine: EngineShape, tenant: string, stream: string) =>
+  Effect.flatMap(current(engine, tenant, stream), (c) =>
+    c.lastVersion === -1 ? Effect.fail(new Errors.StreamNotFound({ tenant, stream })) : Effect.succeed(c))
+
+/**
+ * Replaces the stream's retention settings (validated: `RetentionApi.RetentionSettings`) and reports the rules in
+ * effect. A stream with no events gets one (its `$metadata`).
+ */
+export const setRetention = (
+  engine: EngineShape,
+  tenant: string,
+  stream: string,
+  settings: RetentionApi.RetentionSettings
+): Effect.Effect<RetentionApi.StreamRetention, Errors.InvalidRequest | Errors.Unavailable> =>
+  Effect.gen(function*() {
+    // Names first: an invalid id must not reach the append as a system event of an unnamed stream.
+    yield* current(engine, tenant, stream)
+    yield* systemAppend(setSettings(engine, tenant, stream, settings)).pipe(
+      Effect.catchTag("WrongExpectedVersion", (e) => Effect.die(e))
+    )
+    return report(stream, yield* current(engine, tenant, stream))
+  })
+
+/** The rules in effect for the stream; `StreamNotFound` when it has no events. */
+export const getRetention = (
+  engine: EngineShape,
+  tenant: string,
+  stream: string
+): Effect.Effect<RetentionApi.StreamRetention, Errors.InvalidRequest | Errors.StreamNotFound | Errors.Unavailable> =>
+  Effect.map(existing(engine, tenant, stream), (c) => report(stream, c))
+
+/**
+ * Deletes an existing stream (soft, or `hard`: erased at the next seal or compaction), optionally only at
+ * `expectedVersion`. A stream with no events is `StreamNotFound` (deleting it would create one holding a tombstone).
+ */
+export const deleteExisting = (
+  engine: EngineShape,
+  tenant: string,
+  stream: string,
+  options: { readonly hard: boolean; readonly expectedVersion?: ExpectedVersion.ExpectedVersion | undefined }
+): Effect.Effect<
+  RetentionApi.DeleteStreamResult,
+  Errors.InvalidRequest | Errors.WrongExpectedVersion | Errors.StreamNotFound | Errors.Unavailable
+> =>
+  Effect.gen(function*() {
+    yield* existing(engine, tenant, stream)
+    const result = yield* systemAppend(deleteStream(engine, tenant, stream, options))
+    return {
+      stream,
+      hard: options.hard,
+      version: result.lastVersion,
+      position: result.positions[result.positions.length - 1]!
+    }
+  })
+
 // --- enforcement on reads ------------------------------------------------------------------------------------------
 
 const ruleTypes = [metadataType, deletedType]
