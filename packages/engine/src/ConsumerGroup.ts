@@ -1283,11 +1283,16 @@ const makeRouted = (local: LocalGroups, engine: EngineShape, config: ChronosConf
         ),
       list: local.list,
       status: (tenant, name) => routed(tenant, name, "status", 0, (c) => c.Status()),
+      // Options out of bounds are answered here by the local operation, which checks them before it opens anything:
+      // an invalid value must not reach the wire (an integer field of the RPC) nor the call's time budget (`waitMs`).
       next: (tenant, name, options = {}) =>
         Effect.gen(function*() {
           const waitMs = options.waitMs ?? 0
-          // Bounds checked before the wait is added to the call's time budget.
-          if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > config.consumerWaitMsMax) {
+          const max = options.max ?? 1
+          if (
+            !Number.isInteger(waitMs) || waitMs < 0 || waitMs > config.consumerWaitMsMax ||
+            !Number.isInteger(max) || max < 1 || max > config.consumerBatchEventsMax
+          ) {
             return yield* local.next(tenant, name, options)
           }
           return yield* routed(tenant, name, "next", waitMs, (c, waitLeftMs) =>
@@ -1295,12 +1300,16 @@ const makeRouted = (local: LocalGroups, engine: EngineShape, config: ChronosConf
         }),
       ack: (tenant, name, ids) => routed(tenant, name, "ack", 0, (c) => c.Ack({ ids })),
       nack: (tenant, name, ids, options = {}) =>
-        routed(tenant, name, "nack", 0, (c) => c.Nack({ ids, ...(options.delayMs === undefined ? {} : { delayMs: options.delayMs }) })),
+        options.delayMs !== undefined && (!Number.isInteger(options.delayMs) || options.delayMs < 0)
+          ? local.nack(tenant, name, ids, options)
+          : routed(tenant, name, "nack", 0, (c) => c.Nack({ ids, ...(options.delayMs === undefined ? {} : { delayMs: options.delayMs }) })),
       parked: (tenant, name, options = {}) =>
-        Effect.map(
-          routed(tenant, name, "parked", 0, (c) => c.Parked(options.limit === undefined ? {} : { limit: options.limit })),
-          (rows) => rows.map((row) => ({ entry: row.entry, event: row.event }))
-        ),
+        options.limit !== undefined && (!Number.isInteger(options.limit) || options.limit < 1 || options.limit > config.readEventsMax)
+          ? local.parked(tenant, name, options)
+          : Effect.map(
+            routed(tenant, name, "parked", 0, (c) => c.Parked(options.limit === undefined ? {} : { limit: options.limit })),
+            (rows) => rows.map((row) => ({ entry: row.entry, event: row.event }))
+          ),
       replayParked: (tenant, name, ids) =>
         routed(tenant, name, "replay", 0, (c) => c.Replay(ids === undefined ? {} : { ids }))
     }

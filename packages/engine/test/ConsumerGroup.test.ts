@@ -8,6 +8,7 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { MessageStorage, RunnerHealth, Runners, RunnerStorage, Sharding, ShardingConfig } from "effect/cluster"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
@@ -351,6 +352,60 @@ describe("ConsumerGroup", () => {
       assert.isAbove(counts[0]!, 0)
       assert.isAbove(counts[1]!, 0)
     }).pipe(Effect.scoped, Effect.provide(memoryStack)))
+
+  it.live("through the ConsumerGroup entity, messages serialized as between runners: every operation and typed error", () =>
+    Effect.gen(function*() {
+      const groups = yield* ConsumerGroups
+      yield* seed(10)
+      const created = yield* groups.create("t", "routed", { types: ["Poison"] }) // i = 0 and 5
+      assert.deepStrictEqual(created.filter, { types: ["Poison"] })
+      let parkedId = ""
+      let other = ""
+      for (let round = 0; round < 20 && (parkedId === "" || other === ""); round++) {
+        for (const d of yield* groups.next("t", "routed", { max: 10, waitMs: 500 })) {
+          assert.strictEqual(d.event.type, "Poison")
+          if ((d.event.data as { i: number }).i === 5) {
+            assert.deepStrictEqual(yield* groups.ack("t", "routed", [d.event.eventId]), { acked: 1, unknown: [] })
+            other = d.deliveryId
+          } else if ((yield* groups.nack("t", "routed", [d.deliveryId], { delayMs: 0 })).parked === 1) {
+            parkedId = d.deliveryId
+          }
+        }
+      }
+      assert.notStrictEqual(parkedId, "")
+      const parked = yield* groups.parked("t", "routed", { limit: 10 })
+      assert.deepStrictEqual(parked.map((p) => [`${p.entry.partition}:${p.entry.seq}`, p.entry.attempts, p.event?.type]), [[parkedId, 3, "Poison"]])
+      assert.deepStrictEqual(yield* groups.replayParked("t", "routed", [parkedId, "9:9"]), { replayed: 1, unknown: ["9:9"] })
+      const again = yield* groups.next("t", "routed", { max: 10, waitMs: 1_000 })
+      assert.deepStrictEqual(again.map((d) => [d.deliveryId, d.attempt]), [[parkedId, 1]])
+      yield* groups.ack("t", "routed", [parkedId])
+      const status = yield* groups.status("t", "routed")
+      assert.strictEqual(status.parked, 0)
+      assert.strictEqual(status.lag.total, 0)
+      assert.deepStrictEqual(status.stats, { delivered: 5, acked: 2, nacked: 3, expired: 0, parked: 1 })
+      assert.deepStrictEqual(yield* groups.list("t"), ["routed"])
+      // Typed errors come back through the entity (or before it, for what can be checked at the gateway).
+      assert.strictEqual((yield* groups.status("t", "nope").pipe(Effect.flip))._tag, "ConsumerGroupNotFound")
+      assert.strictEqual((yield* groups.ack("t", "nope", ["1:1"]).pipe(Effect.flip))._tag, "ConsumerGroupNotFound")
+      assert.strictEqual((yield* groups.status("t", "bad name").pipe(Effect.flip))._tag, "InvalidRequest")
+      assert.strictEqual((yield* groups.status("Bad Tenant", "routed").pipe(Effect.flip))._tag, "InvalidRequest")
+      assert.strictEqual((yield* groups.next("t", "routed", { max: 100_000 }).pipe(Effect.flip))._tag, "LimitExceeded")
+      assert.strictEqual((yield* groups.next("t", "routed", { waitMs: -1 }).pipe(Effect.flip))._tag, "InvalidRequest")
+      assert.strictEqual((yield* groups.nack("t", "routed", [parkedId], { delayMs: 0.5 }).pipe(Effect.flip))._tag, "InvalidRequest")
+    }).pipe(Effect.provide(ConsumerGroups.layerCluster.pipe(
+      Layer.provide(
+        // One runner whose messages are serialized as if they crossed the network (the RPC schemas are exercised).
+        Sharding.layer.pipe(
+          Layer.provide(Runners.layerNoop),
+          Layer.provide([MessageStorage.layerNoop, RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+          Layer.provide(ShardingConfig.layer({ simulateRemoteSerialization: true }))
+        )
+      ),
+      Layer.provideMerge(Engine.layerLocal),
+      Layer.provide(CheckpointStore.layerMemory({ bytesMax: 1_048_576 })),
+      Layer.provide(EventLog.layerMemory),
+      Layer.provideMerge(Config)
+    ))))
 
   it.live("NATS KV driver: a group continues on another runner from the stored checkpoint", () =>
     Effect.gen(function*() {
