@@ -28,8 +28,8 @@
  * Reads through a fork apply the store's rules (`enforceFork`, used by the node's `?fork=` reads). Subscriptions do
  * not apply them (a subscriber sees the log as written, tombstones included).
  */
-import { Clock, Context, Effect, Layer, Option, Schema } from "effect"
-import { Errors, type Event, type ExpectedVersion, Ids, Reducer, type RetentionApi } from "@chronos/domain"
+import { Clock, Context, Effect, Exit, Layer, Option, Schema, SchemaIssue } from "effect"
+import { Errors, type Event, type ExpectedVersion, Ids, Reducer, RetentionApi } from "@chronos/domain"
 import { Engine, type EngineShape } from "@chronos/engine/Engine"
 
 export const metadataType = "$metadata"
@@ -217,6 +217,25 @@ const systemAppend = <A>(
 const existing = (engine: EngineShape, tenant: string, stream: string) =>
   Effect.flatMap(current(engine, tenant, stream), (c) =>
     c.lastVersion === -1 ? Effect.fail(new Errors.StreamNotFound({ tenant, stream })) : Effect.succeed(c))
+
+const decodeSettings = Schema.decodeUnknownExit(RetentionApi.RetentionSettings, { onExcessProperty: "error" })
+const formatIssue = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/**
+ * Settings from an untyped source (a CLI, a tool) checked like the HTTP body: positive integers, no other key; the
+ * `InvalidRequest` names the field (`maxCount`).
+ */
+export const validSettings = (input: unknown): Effect.Effect<RetentionApi.RetentionSettings, Errors.InvalidRequest> => {
+  const exit = decodeSettings(input)
+  if (Exit.isSuccess(exit)) return Effect.succeed(exit.value)
+  const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
+  const first = failure !== undefined && Schema.isSchemaError(failure.error)
+    ? formatIssue(failure.error.issue).issues[0]
+    : undefined
+  const key = first?.path?.[0]
+  const field = key === undefined ? "body" : String(typeof key === "object" && key !== null ? key.key : key)
+  return Effect.fail(new Errors.InvalidRequest({ field, message: first?.message ?? "invalid retention settings" }))
+}
 
 /**
  * Replaces the stream's retention settings (validated: `RetentionApi.RetentionSettings`) and reports the rules in
