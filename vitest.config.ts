@@ -10,6 +10,7 @@ const serial = [
   "test/nats-server.test.ts",
   "chaos/cluster.test.ts",
   "packages/cluster/test/LocalCluster.test.ts",
+  "packages/cluster/test/NatsRunnerStorage.test.ts",
   "packages/cluster/test/ClusterForks.test.ts",
   "packages/cluster/test/ClusterConsumers.test.ts",
   "packages/server/test/SubscriptionsBackpressure.test.ts"

@@ -337,10 +337,15 @@ describe("NatsRunnerStorage on a 3-node NATS cluster (R3 buckets)", () => {
       assert.strictEqual(keptB.length, b.length)
       // Compare-and-swap still holds: neither can take the other's shards, and a new contention round on fresh
       // shards is still exclusive.
-      assert.strictEqual((yield* s1.acquire(address(1), b)).length, 0)
-      assert.strictEqual((yield* s2.acquire(address(2), a)).length, 0)
+      // (A call may still meet the reconnecting connection — "no responders" — and fail; runners retry acquisition,
+      // so the test does too, within a bound. What must hold is the answer once there is one.)
+      assert.strictEqual((yield* eventually(s1.acquire(address(1), b), 10_000)).length, 0)
+      assert.strictEqual((yield* eventually(s2.acquire(address(2), a), 10_000)).length, 0)
       const more = shards(100, "other")
-      const [a3, b3] = yield* Effect.all([s1.acquire(address(1), more), s2.acquire(address(2), more)], { concurrency: 2 })
+      const [a3, b3] = yield* Effect.all([
+        eventually(s1.acquire(address(1), more), 10_000),
+        eventually(s2.acquire(address(2), more), 10_000)
+      ], { concurrency: 2 })
       assertExclusive(more, a3, b3)
       const owners = yield* ownersInBucket(cluster.urls, o.prefix)
       assert.strictEqual(owners.size, SHARDS + 100)

@@ -55,7 +55,9 @@ describe.each([true, false])("HTTP API (direct path: %s)", (directPath) => {
       assert.strictEqual(status, 200)
       assert.deepStrictEqual(body.partitions.map((p: any) => p.partition), [0, 1, 2, 3])
       for (const p of body.partitions) {
-        assert.hasAllKeys(p, ["partition", "seq", "watermark", "owner", "events", "streams"])
+        assert.hasAllKeys(p, ["partition", "seq", "watermark", "owner", "events", "streams", "replicas"])
+        // The memory log: one replica, this process, current.
+        assert.deepStrictEqual(p.replicas.length, 1)
       }
       assert.isAtLeast(body.partitions.reduce((n: number, p: any) => n + p.events, 0), 1)
     })
