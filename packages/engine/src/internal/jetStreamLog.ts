@@ -8,14 +8,14 @@
  *    one subject `<prefix lowercased>.p.<NNN>`, file storage, `num_replicas` = `replicas`, limits retention with no
  *    message, byte, age or per-subject limit (the log is the truth: nothing is discarded by a limit), `deny_delete`
  *    (no message is removed by hand), purges allowed (`deny_purge: false`: the only removal is this driver's own
- *    truncation below the cold tier, see below), `max_msg_size` = the server's `max_payload` (checked at open to be at least
- *    `commitBytesMax` + `headerBytesMax`; the body is larger than the events' data, see `make`),
+ *    truncation below the cold tier, see below), `max_msg_size` = the server's `max_payload` (checked at open to be
+ *    at least `commitBytesMax` + `headerBytesMax`; the body is larger than the events' data, see `make`),
  *    `duplicate_window` = `duplicateWindowMs`, `allow_direct: true` (for eventually consistent readers; this driver
  *    itself never reads through direct get, see below);
  *  - one message per commit, in commit order: the k-th commit of a partition is JetStream sequence k. The messages
  *    present are always one contiguous range `[first_seq, last_seq]`: `first_seq` is 1, or after a truncation the
- *    first kept commit (whose `Chronos-First-Seq` is the log's base: the events below it are in sealed segments). The body is
- *    `Commit.encodeBody(commit)` unchanged; headers:
+ *    first kept commit (whose `Chronos-First-Seq` is the log's base: the events below it are in sealed segments).
+ *    The body is `Commit.encodeBody(commit)` unchanged; headers:
  *      `Chronos-First-Seq`  decimal, the partition sequence of the commit's first event,
  *      `Chronos-Count`      decimal, the number of events (≥ 1),
  *      `Chronos-Crc32c`     CRC32C of the body as 8 lowercase hex digits (`Commit.checksum`),
