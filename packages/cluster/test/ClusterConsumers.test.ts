@@ -7,60 +7,24 @@
  * then the runner that took it over is stopped (SIGTERM), and the group continues on the last one.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as LocalCluster from "../src/LocalCluster.ts"
+import { cleanUp, json, logOf, pause, post, upAnywhere } from "./support.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "chronos-clusterconsumers-"))
-afterAll(async () => {
-  await Effect.runPromise(LocalCluster.down({ dir })).catch(() => undefined)
-  fs.rmSync(dir, { recursive: true, force: true })
-})
+afterAll(() => cleanUp(dir))
 
 /** Short enough that expiries after the failover fit in the test, long enough that a live consumer always acks in time. */
 const ackTimeoutMs = 8_000
 
-const upAnywhere = async () => {
-  for (let attempt = 1;; attempt++) {
-    const base = 20_000 + 50 * Math.floor(Math.random() * 800)
-    const r = await Effect.runPromise(Effect.result(LocalCluster.up({
-      dir,
-      nodes: 3,
-      partitions: 8,
-      httpPortBase: base,
-      runnerPortBase: base + 10,
-      natsClientPortBase: base + 20,
-      natsClusterPortBase: base + 30,
-      natsMonitorPortBase: base + 40,
-      runnerEnv: { CHRONOS_CONSUMER_ACK_TIMEOUT_MS: String(ackTimeoutMs), CHRONOS_CONSUMER_RETRY_BACKOFF_MS: "200" }
-    })))
-    if (r._tag === "Success") return r.success
-    if (attempt >= 3 || !r.failure.message.includes("is in use")) throw new Error(r.failure.message)
-  }
-}
 
-const json = async (url: string, init?: RequestInit) => {
-  const res = await fetch(url, init)
-  return { status: res.status, body: await res.json() as any }
-}
-const post = (url: string, body: unknown) =>
-  json(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-const logOf = (name: string) => {
-  try {
-    return fs.readFileSync(path.join(dir, "runners", `${name}.log`), "utf8")
-  } catch {
-    return ""
-  }
-}
 
 describe("consumer groups on a 3-runner cluster", () => {
   it("one runner serves a group: consumers via two gateways never hold the same event; its runner killed, then stopped: nothing lost", async () => {
-    const cluster = await upAnywhere()
+    const cluster = await upAnywhere(dir, { runnerEnv: { CHRONOS_CONSUMER_ACK_TIMEOUT_MS: String(ackTimeoutMs), CHRONOS_CONSUMER_RETRY_BACKOFF_MS: "200" } })
     const [a, b, c] = cluster.runners
     const t = "/v1/tenants/acme"
     const group = `${t}/consumers/workers`
@@ -85,10 +49,10 @@ describe("consumer groups on a 3-runner cluster", () => {
 
     // The runner serving the group: the one whose log says so (exactly one).
     const servingLine = "consumer group acme/workers active on"
-    const servers = cluster.runners.filter((r) => logOf(r.name).includes(servingLine))
+    const servers = cluster.runners.filter((r) => logOf(dir, r.name).includes(servingLine))
     assert.strictEqual(servers.length, 1, "one runner serves the group")
     const owner = servers[0]!
-    assert.include(logOf(owner.name), `${servingLine} ${owner.address}`)
+    assert.include(logOf(dir, owner.name), `${servingLine} ${owner.address}`)
     const survivors = cluster.runners.filter((r) => r.name !== owner.name)
     // Every operation answers through another runner's gateway (the entity's replies cross the network).
     const away = survivors[0]!.url
@@ -190,7 +154,7 @@ describe("consumer groups on a 3-runner cluster", () => {
           `${redelivered()} redelivered`
       )
       // Served by exactly one survivor after the kill; stopped gracefully, the group moves to the last runner.
-      const taken = survivors.filter((r) => logOf(r.name).includes(servingLine))
+      const taken = survivors.filter((r) => logOf(dir, r.name).includes(servingLine))
       assert.strictEqual(taken.length, 1, "one survivor took the group over")
       last = survivors.find((r) => r.name !== taken[0]!.name)!
       const redeliveredBefore = redelivered()
@@ -208,7 +172,7 @@ describe("consumer groups on a 3-runner cluster", () => {
       await consumers
     }
     assert.deepStrictEqual(violations, [])
-    assert.include(logOf(last.name), servingLine)
+    assert.include(logOf(dir, last.name), servingLine)
     // Nothing lost: every event was delivered, and the group has acknowledged everything (its checkpoint is at the
     // partitions' heads, nothing pending, nothing parked).
     assert.deepStrictEqual(all.filter((id) => !deliveredTimes.has(id)), [])

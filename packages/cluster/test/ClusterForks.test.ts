@@ -5,65 +5,21 @@
  * runner running the singleton is killed.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as LocalCluster from "../src/LocalCluster.ts"
+import { cleanUp, json, logOf, post, until, upAnywhere } from "./support.ts"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "chronos-clusterforks-"))
-afterAll(async () => {
-  await Effect.runPromise(LocalCluster.down({ dir })).catch(() => undefined)
-  fs.rmSync(dir, { recursive: true, force: true })
-})
+afterAll(() => cleanUp(dir))
 
-const upAnywhere = async () => {
-  for (let attempt = 1;; attempt++) {
-    const base = 20_000 + 50 * Math.floor(Math.random() * 800)
-    const r = await Effect.runPromise(Effect.result(LocalCluster.up({
-      dir,
-      nodes: 3,
-      partitions: 8,
-      httpPortBase: base,
-      runnerPortBase: base + 10,
-      natsClientPortBase: base + 20,
-      natsClusterPortBase: base + 30,
-      natsMonitorPortBase: base + 40
-    })))
-    if (r._tag === "Success") return r.success
-    if (attempt >= 3 || !r.failure.message.includes("is in use")) throw new Error(r.failure.message)
-  }
-}
 
-const json = async (url: string, init?: RequestInit) => {
-  const res = await fetch(url, init)
-  return { status: res.status, body: await res.json() as any }
-}
-const post = (url: string, body: unknown) =>
-  json(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
 
-/** Polls `f` until it returns a value, every 200 ms, at most `ms`. */
-const until = async <A>(what: string, ms: number, f: () => Promise<A | undefined>): Promise<A> => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const a = await f().catch(() => undefined)
-    if (a !== undefined) return a
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
 
-const logOf = (name: string) => {
-  try {
-    return fs.readFileSync(path.join(dir, "runners", `${name}.log`), "utf8")
-  } catch {
-    return ""
-  }
-}
 
 describe("forks on a 3-runner cluster", () => {
   it("create via A, append via B, read via C; expiry exactly once after the singleton's runner is killed", async () => {
-    const cluster = await upAnywhere()
+    const cluster = await upAnywhere(dir)
     const [a, b, c] = cluster.runners
     const t = "/v1/tenants/acme"
     // Main: one event in each of 16 streams (spread over the partitions, so over the runners).
@@ -106,7 +62,7 @@ describe("forks on a 3-runner cluster", () => {
     assert.strictEqual(short.status, 201, JSON.stringify(short.body))
     const shortId: string = short.body.forkId
     assert.strictEqual((await post(`${c!.url}${t}/streams/x/events?fork=${shortId}`, { events: [{ type: "T", data: {} }] })).status, 200)
-    const singleton = cluster.runners.find((r) => logOf(r.name).includes("fork expiry singleton running"))
+    const singleton = cluster.runners.find((r) => logOf(dir, r.name).includes("fork expiry singleton running"))
     assert.isDefined(singleton, "one runner runs the expiry singleton")
     process.kill(singleton!.pid, "SIGKILL")
     const survivors = cluster.runners.filter((r) => r.name !== singleton!.name)
@@ -115,8 +71,8 @@ describe("forks on a 3-runner cluster", () => {
       return res.status === 404 ? true : undefined
     })
     await until("the expiry to be logged", 15_000, async () =>
-      survivors.some((r) => logOf(r.name).includes(shortId)) ? true : undefined)
-    const expiries = cluster.runners.map((r) => logOf(r.name).split("\n").filter((l) => l.includes("forks expired") && l.includes(shortId)).length)
+      survivors.some((r) => logOf(dir, r.name).includes(shortId)) ? true : undefined)
+    const expiries = cluster.runners.map((r) => logOf(dir, r.name).split("\n").filter((l) => l.includes("forks expired") && l.includes(shortId)).length)
     assert.strictEqual(expiries.reduce((x, y) => x + y, 0), 1, `expiry log lines per runner: ${expiries.join(",")}`)
     // The long-lived fork is still there, and still readable through a survivor.
     const still = await until("the long fork readable after the failover", 30_000, async () => {

@@ -12,6 +12,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as LocalCluster from "../src/LocalCluster.ts"
 import * as RunnerArgs from "../src/RunnerArgs.ts"
+import { json, upAnywhere } from "./support.ts"
 
 const run = <A>(effect: Effect.Effect<A, LocalCluster.LocalClusterError>): Promise<A> => Effect.runPromise(effect)
 
@@ -21,29 +22,7 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true })
 })
 
-/** `up` on a random free port range (retried when one is taken). */
-const upAnywhere = async () => {
-  for (let attempt = 1;; attempt++) {
-    const base = 20_000 + 50 * Math.floor(Math.random() * 800)
-    const r = await Effect.runPromise(Effect.result(LocalCluster.up({
-      dir,
-      nodes: 3,
-      partitions: 8,
-      httpPortBase: base,
-      runnerPortBase: base + 10,
-      natsClientPortBase: base + 20,
-      natsClusterPortBase: base + 30,
-      natsMonitorPortBase: base + 40
-    })))
-    if (r._tag === "Success") return r.success
-    if (attempt >= 3 || !r.failure.message.includes("is in use")) throw new Error(r.failure.message)
-  }
-}
 
-const json = async (url: string, init?: RequestInit) => {
-  const res = await fetch(url, init)
-  return { status: res.status, body: await res.json() as any }
-}
 
 describe("RunnerArgs", () => {
   it("parses what toArgs writes, and refuses what it cannot run", () => {
@@ -70,7 +49,7 @@ describe("RunnerArgs", () => {
 describe("LocalCluster (3 nats-servers + 3 runner processes)", () => {
   it("up, any runner serves every partition, status with owners and replicas, a killed runner, down, up again", async () => {
     const t0 = performance.now()
-    const cluster = await upAnywhere()
+    const cluster = await upAnywhere(dir)
     console.log(`[cluster] up in ${((performance.now() - t0) / 1000).toFixed(1)} s\n${LocalCluster.formatUp(cluster)}`)
 
     // cluster.json: what tools and fault tests read to find a process.
@@ -141,7 +120,7 @@ describe("LocalCluster (3 nats-servers + 3 runner processes)", () => {
     assert.isTrue(stopped.every((p) => p.result === "stopped"), JSON.stringify(stopped))
     const down = await run(LocalCluster.status({ dir }))
     assert.isTrue([...down.nats, ...down.runners].every((p) => !p.running))
-    const back = await upAnywhere()
+    const back = await upAnywhere(dir)
     for (const [, stream] of streams) {
       const read = await json(`${back.runners[1]!.url}/v1/tenants/t/streams/${stream}/events`)
       assert.strictEqual(read.body.events.length, 1)
