@@ -112,6 +112,31 @@ describe("JetStream log truncation (R1)", () => {
   it.live("purges whole commits below the sealed sequence; replay from below the base is a defect", () =>
     scenario([server.url], 1, () => jsm, "TRUNC"), 60_000)
 
+  it.live("a handle opened before another handle truncated sees the new base (truncates further, refuses below it)", () =>
+    Effect.gen(function*() {
+      const prefix = "TWOHANDLES"
+      const scope = yield* Scope.make()
+      const driver = yield* JetStreamLog.make({ servers: server.url, streamPrefix: prefix }).pipe(
+        Effect.provideService(Scope.Scope, scope)
+      )
+      const a = yield* openIn(driver, 0)
+      for (let k = 1; k <= 8; k++) yield* a.log.append(commitOf(0, k))
+      // `b` opens on the whole log; then the (stale) owner `a` truncates below seq 16 (commit 6 kept).
+      const b = yield* openIn(driver, 0)
+      yield* a.log.truncateBefore!(16)
+      assert.strictEqual((yield* info(jsm, JetStreamLog.streamName(prefix, 0))).state.first_seq, 6)
+      // `b` probes nothing below the new first message: its truncation and replays start there.
+      yield* b.log.truncateBefore!(20)
+      assert.strictEqual((yield* info(jsm, JetStreamLog.streamName(prefix, 0))).state.first_seq, 7)
+      assert.deepStrictEqual(yield* replayFirsts(b.log, 19), { last: 24, firsts: [19, 22] })
+      const below = yield* Effect.exit(replayFirsts(b.log, 10))
+      assert.isTrue(Exit.isFailure(below))
+      if (Exit.isFailure(below)) assert.include(Cause.pretty(below.cause), "truncated below seq 19")
+      yield* a.close
+      yield* b.close
+      yield* Scope.close(scope, Exit.void)
+    }), 60_000)
+
   it.live("a stream created with deny_purge opens and works; truncation skips it", () =>
     Effect.gen(function*() {
       const prefix = "LEGACY"

@@ -871,6 +871,9 @@ const openPartition = (
         const endJs = ackedJs
         if (!purgeable || endJs === 0 || seq <= baseEvent) return Effect.void
         return Effect.gen(function*() {
+          // Another (stale) owner may have truncated further since: never probe below the stream's first message.
+          yield* refreshBase
+          if (seq <= baseEvent) return
           // The first commit that reaches `seq`; at most the last message, which is always kept.
           const keep = yield* locate(seq, firstJs, endJs)
           if (keep <= firstJs) return
