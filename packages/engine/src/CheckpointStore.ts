@@ -17,7 +17,6 @@
  * `checkpointBytesMax` bytes once serialized.
  */
 import { Context, Duration, Effect, Layer, Schema, Semaphore } from "effect"
-import { randomBytes } from "node:crypto"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { connect } from "@nats-io/transport-node"
@@ -27,6 +26,7 @@ import { Kvm } from "@nats-io/kv"
 import type { KV } from "@nats-io/kv"
 import { ChronosConfig } from "@chronos/config"
 import { Errors } from "@chronos/domain"
+import * as DurableFile from "./DurableFile.ts"
 
 export type Key = ReadonlyArray<string>
 
@@ -217,32 +217,6 @@ export const makeFile = (dataDir: string, bytesMax: number): CheckpointStoreShap
       catch: (e) => storeError(key, e)
     })
 
-  /** Temporary file, fsync, rename over the document, fsync the directory: old or new, never a torn mix. */
-  const writeAtomically = async (file: string, text: string) => {
-    const dir = path.dirname(file)
-    await fsp.mkdir(dir, { recursive: true })
-    const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`
-    const handle = await fsp.open(tmp, "w")
-    try {
-      await handle.writeFile(text)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    try {
-      await fsp.rename(tmp, file)
-    } catch (e) {
-      await fsp.rm(tmp, { force: true })
-      throw e
-    }
-    const dirHandle = await fsp.open(dir, "r")
-    try {
-      await dirHandle.sync()
-    } finally {
-      await dirHandle.close()
-    }
-  }
-
   return {
     driver: "file",
     get: read,
@@ -255,7 +229,7 @@ export const makeFile = (dataDir: string, bytesMax: number): CheckpointStoreShap
           const revision = current + 1
           const text = serialize(key, { revision, value }, bytesMax)
           if (typeof text !== "string") return yield* text
-          yield* Effect.tryPromise({ try: () => writeAtomically(fileOf(key), text), catch: (e) => storeError(key, e) })
+          yield* Effect.tryPromise({ try: () => DurableFile.writeAtomic(fileOf(key), text), catch: (e) => storeError(key, e) })
           return revision
         }))
       }),

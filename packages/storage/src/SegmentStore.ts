@@ -18,6 +18,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { Errors } from "@chronos/domain"
+import * as DurableFile from "@chronos/engine/DurableFile"
 import * as Manifest from "./Manifest.ts"
 import * as NatsSegmentStore from "./internal/natsSegmentStore.ts"
 
@@ -86,40 +87,7 @@ const parseManifest = (location: string, text: string): Effect.Effect<Manifest.M
 
 // --- local directory -----------------------------------------------------------------------------------------------
 
-const fsyncDir = async (dir: string): Promise<void> => {
-  const fh = await fsp.open(dir, "r")
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
-
-/** Creates `dir` and fsyncs each parent whose entry it added: a directory entry is durable once its parent is. */
-const ensureDir = async (dir: string): Promise<void> => {
-  const first = await fsp.mkdir(dir, { recursive: true })
-  if (first === undefined) return
-  for (let created = dir;; created = path.dirname(created)) {
-    await fsyncDir(path.dirname(created))
-    if (created === first || path.dirname(created) === created) break
-  }
-}
-
-/** Write to a temporary name, fsync, rename into place, fsync the directory. */
-const writeAtomic = async (file: string, bytes: Uint8Array | string): Promise<void> => {
-  const dir = path.dirname(file)
-  await ensureDir(dir)
-  const tmp = `${file}.tmp`
-  const fh = await fsp.open(tmp, "w")
-  try {
-    await fh.writeFile(bytes)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  await fsp.rename(tmp, file)
-  await fsyncDir(dir)
-}
+const { fsyncDir, writeAtomic } = DurableFile
 
 const isMissing = (error: unknown) => (error as NodeJS.ErrnoException | undefined)?.code === "ENOENT"
 
