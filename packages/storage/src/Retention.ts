@@ -323,6 +323,8 @@ const streamKey = (tenant: string, stream: string) => `${tenant}\u0000${stream}`
 /** The system events of one tenant in one partition, by stream, complete through sequence `through`. */
 interface PartitionRules {
   through: number
+  /** The partition's watermark before the last complete scan: no rule event at or below it is missing. */
+  scanned: number
   readonly byStream: Map<string, Array<Event.StoredEvent>>
 }
 
@@ -339,9 +341,24 @@ const makeRuleIndex = (engine: EngineShape) => {
   const systemOf = (tenant: string, partition: number): Effect.Effect<PartitionRules["byStream"], Errors.Unavailable> => {
     const key = `${tenant}\u0000${partition}`
     let entry = cache.get(key)
-    if (entry === undefined) cache.set(key, entry = { through: 0, byStream: new Map() })
+    if (entry === undefined) cache.set(key, entry = { through: 0, scanned: 0, byStream: new Map() })
     const known = entry
-    return Effect.flatMap(
+    // The hot path: a local partition whose watermark has not moved since the last scan has no new rule event,
+    // known without a scan (most reads of a store that is read more than written).
+    const local = engine.router.local?.(partition)
+    const watermark = local?.lookup.positionAt(undefined)
+    if (watermark !== undefined && watermark <= known.scanned) return Effect.succeed(known.byStream)
+    return scanFrom(tenant, partition, known, watermark)
+  }
+
+  /** Scans for rule events after `known.through`; `watermark` (read before the scan) is then covered. */
+  const scanFrom = (
+    tenant: string,
+    partition: number,
+    known: PartitionRules,
+    watermark: number | undefined
+  ): Effect.Effect<PartitionRules["byStream"], Errors.Unavailable> =>
+    Effect.flatMap(
       engine.router.scan(partition, tenant, { types: ruleTypes, fromSeq: known.through + 1, limit: pageMax }),
       (page) => {
         for (const e of page) {
@@ -352,10 +369,11 @@ const makeRuleIndex = (engine: EngineShape) => {
           if (list === undefined) known.byStream.set(e.stream, list = [])
           list.push(e)
         }
-        return page.length < pageMax ? Effect.succeed(known.byStream) : systemOf(tenant, partition)
+        if (page.length >= pageMax) return scanFrom(tenant, partition, known, watermark)
+        if (watermark !== undefined && watermark > known.scanned) known.scanned = watermark
+        return Effect.succeed(known.byStream)
       }
     )
-  }
 
   const viewFrom = (tenant: string, stream: string, system: ReadonlyArray<Event.StoredEvent>) =>
     Effect.gen(function*() {
