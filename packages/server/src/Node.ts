@@ -37,7 +37,11 @@ export const logLayer = (config: ChronosConfigShape): Layer.Layer<EventLog, LogE
       return EventLog.layerJetStream({
         servers: config.natsUrls.split(",").map((s) => s.trim()).filter((s) => s !== ""),
         replicas: config.natsReplicas,
-        commitBytesMax: config.commitBytesMax
+        commitBytesMax: config.commitBytesMax,
+        // Short: a request or publish to a stream leader that just died must fail and be retried on the new leader
+        // (the partition's reload, the entity's activation retry) rather than wait out a long default.
+        requestTimeoutMs: config.natsRequestTimeoutMs,
+        publishTimeoutMs: config.natsPublishTimeoutMs
       })
   }
 }
