@@ -108,8 +108,46 @@ const seal = Command.make("seal", { dataDir: dataDirFlag }, (flags) =>
     for (const r of reports) yield* Console.log(JSON.stringify(r))
   })).pipe(Command.withDescription("Seal every partition's durable log into Parquet segments now (offline: no node may hold the dir)"))
 
-const verify = Command.make("verify", { dataDir: dataDirFlag }, (flags) =>
+const verifyNats = (servers: ReadonlyArray<string>, bucketPrefix: string | undefined) =>
   Effect.gen(function*() {
+    const Verify = yield* Effect.promise(() => import("@chronos/storage/Verify"))
+    const { defaults } = yield* Effect.promise(() => import("@chronos/config"))
+    const report = yield* Verify.runNats({
+      servers,
+      bucketPrefix,
+      requestTimeoutMs: defaults.segmentStoreTimeoutMs,
+      onProgress: (p) => progress(`verifying ${bar(p.done, p.total)} partition ${p.partition}`)
+    })
+    progressDone()
+    for (const w of report.warnings) yield* Console.error(`warning: ${JSON.stringify(w)}`)
+    for (const p of report.problems) yield* Console.error(`corrupt: ${JSON.stringify(p)}`)
+    yield* Console.log(JSON.stringify({
+      ok: report.ok,
+      nats: servers.join(","),
+      partitions: report.partitions.length,
+      segmentBytes: report.segmentBytes,
+      problems: report.problems.length,
+      warnings: report.warnings.length
+    }))
+    if (!report.ok) return yield* Effect.fail(new CommandFailed(`verify found ${report.problems.length} problem(s)`))
+  })
+
+const verify = Command.make("verify", {
+  dataDir: dataDirFlag,
+  nats: Flag.String("nats").pipe(
+    Flag.withDescription("Scrub a cluster's NATS segment store at these servers (comma separated) instead of a data dir"),
+    Flag.optional
+  ),
+  prefix: Flag.String("prefix").pipe(
+    Flag.withDescription("Bucket prefix of the NATS segment store (default CHRONOS: CHRONOS_SEGMENTS, CHRONOS_MANIFESTS)"),
+    Flag.optional
+  )
+}, (flags) =>
+  Effect.gen(function*() {
+    if (Option.isSome(flags.nats)) {
+      const servers = flags.nats.value.split(",").map((s) => s.trim()).filter((s) => s !== "")
+      return yield* verifyNats(servers, some(flags.prefix))
+    }
     const Verify = yield* Effect.promise(() => import("@chronos/storage/Verify"))
     const report = yield* Verify.run({
       dataDir: flags.dataDir,
@@ -128,7 +166,10 @@ const verify = Command.make("verify", { dataDir: dataDirFlag }, (flags) =>
       warnings: report.warnings.length
     }))
     if (!report.ok) return yield* Effect.fail(new CommandFailed(`verify found ${report.problems.length} problem(s)`))
-  })).pipe(Command.withDescription("Scrub a data dir: every log record's CRC32C and every segment's SHA-256; exit 1 on corruption"))
+  })).pipe(Command.withDescription(
+    "Scrub a data dir (every log record's CRC32C, every segment's SHA-256) or with --nats a cluster's segment store; " +
+      "exit 1 on corruption"
+  ))
 
 const target = (url: Option.Option<string>, dataDir: Option.Option<string>) =>
   Option.isSome(url)

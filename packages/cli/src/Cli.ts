@@ -13,6 +13,7 @@ import * as readline from "node:readline"
 import type { ChronosClient, EventInput } from "@chronos/client"
 import * as AdminCommands from "./AdminCommands.ts"
 import * as ForkCommands from "./ForkCommands.ts"
+import * as RetentionCommands from "./RetentionCommands.ts"
 import * as SearchCommand from "./SearchCommand.ts"
 import * as SubscriptionCommands from "./SubscriptionCommands.ts"
 import type { ChronosConfigShape } from "@chronos/config"
@@ -365,6 +366,7 @@ export const command = Command.make("chronos").pipe(
     SearchCommand.command,
     ForkCommands.command,
     ...SubscriptionCommands.commands,
+    ...RetentionCommands.commands,
     ...AdminCommands.commands
   ])
 )

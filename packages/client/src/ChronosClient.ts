@@ -27,7 +27,7 @@ import { type Config, Context, Effect, Layer, type Stream } from "effect"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type { HttpClient } from "effect/http"
 import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
-import type { Errors, Event, ExpectedVersion, Fork, Reducer, SearchApi, SubscriptionsApi } from "@chronos/domain"
+import type { Errors, Event, ExpectedVersion, Fork, Reducer, RetentionApi, SearchApi, SubscriptionsApi } from "@chronos/domain"
 import { CheckpointStore } from "@chronos/engine/CheckpointStore"
 import { ConsumerGroups } from "@chronos/engine/ConsumerGroup"
 import { Engine } from "@chronos/engine/Engine"
@@ -308,6 +308,52 @@ export interface ProjectionsClient {
   readonly rebuild: ProjectionCall
 }
 
+// ---- retention and deletion -----------------------------------------------------------------------------------------
+
+/** A stream's retention settings (`RetentionApi.RetentionSettings`): positive integers; an absent one is not applied. */
+export interface RetentionSettings {
+  readonly maxAgeMs?: number | undefined
+  readonly maxCount?: number | undefined
+  readonly truncateBefore?: number | undefined
+}
+
+export interface DeleteStreamOptions {
+  /** Also erase the events at the next seal or compaction (default: soft, hidden only). */
+  readonly hard?: boolean | undefined
+  /** Delete only if the stream is at this version. */
+  readonly expectedVersion?: ExpectedVersion.ExpectedVersion | undefined
+}
+
+/**
+ * Retention and deletion over an engine, for the in-process drivers: `@chronos/storage/RetentionClient.layer`
+ * provides it over an `Engine` (one that applies retention to its reads, `Retention.layerEnforced`). This package
+ * cannot depend on the storage package (its export and import use this client), so it names the operations and
+ * finds them in the context, like the other engine services. Inputs are validated by the client first.
+ */
+export interface StreamRetentionShape {
+  readonly set: (
+    tenant: string,
+    stream: string,
+    settings: RetentionApi.RetentionSettings
+  ) => Effect.Effect<RetentionApi.StreamRetention, Errors.InvalidRequest | Errors.Unavailable>
+  readonly get: (
+    tenant: string,
+    stream: string
+  ) => Effect.Effect<RetentionApi.StreamRetention, Errors.InvalidRequest | Errors.StreamNotFound | Errors.Unavailable>
+  readonly delete: (
+    tenant: string,
+    stream: string,
+    options: { readonly hard: boolean; readonly expectedVersion?: ExpectedVersion.ExpectedVersion | undefined }
+  ) => Effect.Effect<
+    RetentionApi.DeleteStreamResult,
+    Errors.InvalidRequest | Errors.WrongExpectedVersion | Errors.StreamNotFound | Errors.Unavailable
+  >
+}
+
+export class StreamRetention extends Context.Service<StreamRetention, StreamRetentionShape>()(
+  "chronos/client/StreamRetention"
+) {}
+
 // ---- results --------------------------------------------------------------------------------------------------------
 
 export interface QueryResult {
@@ -378,6 +424,34 @@ export interface ChronosClientShape {
   readonly subscribe: (tenant: string, options?: SubscribeOptions) => Stream.Stream<SubscriptionItem, SubscriptionError>
   readonly consumers: ConsumersClient
   readonly projections: ProjectionsClient
+  /**
+   * Replaces a stream's retention settings (`{}` clears them) and returns the rules in effect: what they hide is gone
+   * from reads at once, and erased at the next seal. In process it needs the `StreamRetention` service (see there;
+   * without it a non-retryable `Unavailable`).
+   */
+  readonly setRetention: (
+    tenant: string,
+    stream: string,
+    settings: RetentionSettings
+  ) => Effect.Effect<RetentionApi.StreamRetention, Errors.InvalidRequest | Errors.LimitExceeded | Errors.Unavailable>
+  /** The rules in effect for a stream (`StreamNotFound` when it has no events). In process as `setRetention`. */
+  readonly getRetention: (
+    tenant: string,
+    stream: string
+  ) => Effect.Effect<RetentionApi.StreamRetention, Errors.InvalidRequest | Errors.StreamNotFound | Errors.Unavailable>
+  /**
+   * Deletes a stream: a tombstone hides its events (a later append continues the versions); `hard` also erases them
+   * at the next seal. Retried like every call: after a lost response a retry writes a second tombstone (harmless), or
+   * with `expectedVersion` fails with `WrongExpectedVersion`. In process as `setRetention`.
+   */
+  readonly deleteStream: (
+    tenant: string,
+    stream: string,
+    options?: DeleteStreamOptions
+  ) => Effect.Effect<
+    RetentionApi.DeleteStreamResult,
+    Errors.InvalidRequest | Errors.WrongExpectedVersion | Errors.StreamNotFound | Errors.Unavailable
+  >
 }
 
 // ---- layers ---------------------------------------------------------------------------------------------------------
@@ -407,8 +481,9 @@ export class ChronosClient extends Context.Service<ChronosClient, ChronosClientS
 
   /**
    * A client over whatever `Engine` is provided (e.g. a node's own engine, for in-process tools). Forks, search,
-   * consumer groups and projections use the `Forks`, `Search`, `ConsumerGroups` and `Projections` services when
-   * they are in the context too; without one, its feature fails with a non-retryable `Unavailable` naming it.
+   * consumer groups, projections and retention use the `Forks`, `Search`, `ConsumerGroups`, `Projections` and
+   * `StreamRetention` services when they are in the context too; without one, its feature fails with a
+   * non-retryable `Unavailable` naming it.
    */
   static readonly layerEngine: Layer.Layer<ChronosClient, never, Engine> = Layer.effect(
     ChronosClient,
@@ -418,7 +493,8 @@ export class ChronosClient extends Context.Service<ChronosClient, ChronosClientS
         forks: yield* Effect.serviceOption(Forks),
         search: yield* Effect.serviceOption(Search),
         groups: yield* Effect.serviceOption(ConsumerGroups),
-        projections: yield* Effect.serviceOption(Projections)
+        projections: yield* Effect.serviceOption(Projections),
+        retention: yield* Effect.serviceOption(StreamRetention)
       })
     })
   )

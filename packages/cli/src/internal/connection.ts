@@ -44,8 +44,14 @@ export const clientLayer = (c: Connection): Layer.Layer<ChronosClient, UsageErro
   if (Option.isSome(c.dataDir)) {
     const dataDir = c.dataDir.value
     return Layer.unwrap(Effect.map(
-      Effect.promise(() => import("@chronos/storage/Embedded")),
-      (Embedded) =>
+      Effect.promise(() =>
+        Promise.all([
+          import("@chronos/storage/Embedded"),
+          import("@chronos/storage/Retention"),
+          import("@chronos/storage/RetentionClient")
+        ])
+      ),
+      ([Embedded, Retention, RetentionClient]) =>
         ChronosClient.layerEngine.pipe(
           Layer.provide(Layer.mergeAll(
             ConsumerGroups.layer,
@@ -53,6 +59,9 @@ export const clientLayer = (c: Connection): Layer.Layer<ChronosClient, UsageErro
             // lease instead of mistaking them for its own.
             Projections.layer({ owner: `cli:${process.pid}` })
           ).pipe(Layer.provide(CheckpointStore.layerConfig))),
+          // Retention and deletion (`retention`, `delete-stream`), and reads that apply them, as a node's do.
+          Layer.provide(RetentionClient.layer),
+          Layer.provideMerge(Retention.layerEnforced),
           Layer.provideMerge(Embedded.layer({ dataDir }))
         )
     ))

@@ -16,7 +16,7 @@ import { EventLog } from "@chronos/engine/EventLog"
 import type { ForksShape } from "@chronos/engine/Forks"
 import type { ProjectionsShape } from "@chronos/engine/Projection"
 import type { SearchShape } from "@chronos/search/Search"
-import type { ChronosClientShape, SubscriptionItem } from "../ChronosClient.ts"
+import type { ChronosClientShape, StreamRetentionShape, SubscriptionItem } from "../ChronosClient.ts"
 import {
   decodeAck,
   decodeAppend,
@@ -24,6 +24,7 @@ import {
   decodeCreateConsumer,
   decodeCreateFork,
   decodeDefineProjection,
+  decodeDeleteStreamOptions,
   decodeLimitOptions,
   decodeMergeRequest,
   decodeNack,
@@ -32,6 +33,7 @@ import {
   decodeQueryOptions,
   decodeReadOptions,
   decodeReplay,
+  decodeRetentionSettings,
   decodeSearchRequest,
   decodeStateOptions,
   decodeSubscribeOptions,
@@ -44,6 +46,8 @@ export interface Services {
   readonly search: Option.Option<SearchShape>
   readonly groups: Option.Option<ConsumerGroupsShape>
   readonly projections: Option.Option<ProjectionsShape>
+  /** Retention and deletion (`StreamRetention`, from `@chronos/storage/RetentionClient`); absent when not provided. */
+  readonly retention?: Option.Option<StreamRetentionShape> | undefined
 }
 
 export const noServices: Services = {
@@ -98,6 +102,8 @@ export const make = (engine: EngineShape, services: Services = noServices): Chro
     withService(services.groups, "consumer groups", "ConsumerGroups", f)
   const projections = <A, E>(f: (projections: ProjectionsShape) => Effect.Effect<A, E>) =>
     withService(services.projections, "projections", "Projections", f)
+  const retention = <A, E>(f: (retention: StreamRetentionShape) => Effect.Effect<A, E>) =>
+    withService(services.retention ?? Option.none(), "retention", "StreamRetention", f)
 
   const shape = {
     append: (tenant: string, stream: string, request: unknown, options: unknown = {}) => {
@@ -145,6 +151,18 @@ export const make = (engine: EngineShape, services: Services = noServices): Chro
     },
 
     partitions: () => engine.partitions,
+
+    setRetention: (tenant, stream, settings) => {
+      const payload = decodeRetentionSettings(settings)
+      if (isInvalid(payload)) return Effect.fail(payload)
+      return retention((r) => r.set(tenant, stream, payload))
+    },
+    getRetention: (tenant, stream) => retention((r) => r.get(tenant, stream)),
+    deleteStream: (tenant, stream, options = {}) => {
+      const o = decodeDeleteStreamOptions(options)
+      if (isInvalid(o)) return Effect.fail(o)
+      return retention((r) => r.delete(tenant, stream, { hard: o.hard ?? false, expectedVersion: o.expectedVersion }))
+    },
 
     health: () => Effect.succeed({ status: "ok" as const, partitions: engine.config.partitions }),
 

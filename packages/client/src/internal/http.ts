@@ -33,6 +33,7 @@ import {
   decodeCreateConsumer,
   decodeCreateFork,
   decodeDefineProjection,
+  decodeDeleteStreamOptions,
   decodeLimitOptions,
   decodeMergeRequest,
   decodeNack,
@@ -41,6 +42,7 @@ import {
   decodeQueryOptions,
   decodeReadOptions,
   decodeReplay,
+  decodeRetentionSettings,
   decodeSearchRequest,
   decodeStateOptions,
   decodeSubscribeOptions,
@@ -376,6 +378,31 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
     },
 
     partitions: () => onlyUnavailable(Effect.map(call(client.partitions()), (result) => result.partitions)),
+
+    setRetention: (tenant, stream, settings) => {
+      const invalid = ids(tenant, stream)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      const payload = decodeRetentionSettings(settings)
+      if (isInvalid(payload)) return Effect.fail(payload)
+      return call(client.retention.set({ params: { tenant, stream }, query: {}, payload }))
+    },
+
+    getRetention: (tenant, stream) => {
+      const invalid = ids(tenant, stream)
+      return invalid !== undefined ? Effect.fail(invalid) : call(client.retention.get({ params: { tenant, stream }, query: {} }))
+    },
+
+    deleteStream: (tenant, stream, options = {}) => {
+      const invalid = ids(tenant, stream)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      const o = decodeDeleteStreamOptions(options)
+      if (isInvalid(o)) return Effect.fail(o)
+      const query = queryOf({
+        hard: o.hard === undefined ? undefined : String(o.hard),
+        expectedVersion: o.expectedVersion
+      }) as { readonly hard?: "true" | "false"; readonly expectedVersion?: string }
+      return call(client.retention.deleteStream({ params: { tenant, stream }, query }))
+    },
 
     health: () => onlyUnavailable(call(client.health())),
 

@@ -12,7 +12,7 @@
  * The property test in `test/validation.test.ts` checks "fast accepts ⇒ schema accepts" on generated inputs.
  */
 import { Exit, Schema, SchemaIssue } from "effect"
-import { Errors, Event, Fork, Ids, SearchApi, SubscriptionsApi } from "@chronos/domain"
+import { Errors, Event, ExpectedVersion, Fork, Ids, RetentionApi, SearchApi, SubscriptionsApi } from "@chronos/domain"
 
 const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
 
@@ -247,6 +247,12 @@ export const decodeAck = wireDecoder(SubscriptionsApi.AckRequest)
 export const decodeNack = wireDecoder(SubscriptionsApi.NackRequest)
 export const decodeReplay = wireDecoder(SubscriptionsApi.ReplayRequest)
 export const decodeDefineProjection = wireDecoder(SubscriptionsApi.DefineProjectionRequest)
+export const decodeRetentionSettings = wireDecoder(RetentionApi.RetentionSettings)
+export const DeleteStreamOptions = Schema.Struct({
+  hard: opt(Schema.Boolean),
+  expectedVersion: opt(ExpectedVersion.ExpectedVersion)
+})
+export const decodeDeleteStreamOptions = decoder(DeleteStreamOptions)
 
 export const SubscribeOptions = Schema.Struct({
   from: opt(Schema.String),
