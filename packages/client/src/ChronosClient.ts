@@ -13,9 +13,10 @@
  * Beyond streams and queries the client covers search (`search`, `searchStatus`), copy-on-write forks (`forks`, and
  * a `fork` option on append / read / query / state), catch-up + live subscriptions (`subscribe`: a `Stream` of
  * `SubscriptionItem`s that, over HTTP, reconnects with `Last-Event-ID` so nothing is skipped or repeated), durable
- * consumer groups (`consumers`) and managed projections (`projections`). In process these need their engine
- * services (`Forks`, `Search`, `ConsumerGroups`, `Projections`): `layerMemory` brings all of them, `layerEmbedded`
- * all but `Search` (indexes and an embedder are a node's), `layerEngine` those present in its context. A feature
+ * consumer groups (`consumers`), managed projections (`projections`), and stream retention and deletion
+ * (`setRetention`, `getRetention`, `deleteStream`). In process these need their engine services (`Forks`, `Search`,
+ * `ConsumerGroups`, `Projections`, `StreamRetention`): `layerMemory` brings the first four, `layerEmbedded` those
+ * but `Search` (indexes and an embedder are a node's), `layerEngine` those present in its context. A feature
  * whose service is absent fails with a non-retryable `Unavailable` naming the service, never with a defect.
  *
  * Both modes validate requests the same way, with the domain schemas and `onExcessProperty: "error"`; a malformed
