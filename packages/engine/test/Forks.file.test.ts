@@ -4,18 +4,19 @@
  * including a fork that expired while the store was closed, which is deleted at the next start.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect, Layer, ManagedRuntime, Schema } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { ChronosConfig } from "@chronos/config"
+import { Event } from "@chronos/domain"
 import { Engine } from "../src/Engine.ts"
 import { EventLog } from "../src/EventLog.ts"
 import { ForkRegistry, registryFile } from "../src/ForkRegistry.ts"
 import { Forks } from "../src/Forks.ts"
 
-const ev = (type: string, data: unknown) => ({ type, data }) as any
+const ev = (type: string, data: Schema.Json) => Event.propose(type, data)
 
 const open = (dataDir: string) =>
   ManagedRuntime.make(

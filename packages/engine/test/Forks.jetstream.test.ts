@@ -4,17 +4,18 @@
  * fork records in NATS KV survive a restart.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect, Layer, ManagedRuntime, Schema } from "effect"
 import { connect } from "@nats-io/transport-node"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { ChronosConfig } from "@chronos/config"
+import { Event } from "@chronos/domain"
 import { Engine } from "../src/Engine.ts"
 import { EventLog } from "../src/EventLog.ts"
 import { ForkRegistry } from "../src/ForkRegistry.ts"
 import { Forks } from "../src/Forks.ts"
 import { startNatsServer, type NatsServerHandle } from "../../../test/support/NatsServer.ts"
 
-const ev = (type: string, data: unknown) => ({ type, data }) as any
+const ev = (type: string, data: Schema.Json) => Event.propose(type, data)
 
 describe("Forks on the JetStream log", () => {
   let server: NatsServerHandle

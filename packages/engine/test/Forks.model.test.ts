@@ -9,6 +9,7 @@ import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { Effect, Exit, Layer, ManagedRuntime } from "effect"
 import { ChronosConfig } from "@chronos/config"
+import { Event as EventModule } from "@chronos/domain"
 import type { Event } from "@chronos/domain"
 import { Engine, type EngineShape } from "../src/Engine.ts"
 import { EventLog } from "../src/EventLog.ts"
@@ -65,18 +66,18 @@ describe("Forks against a model", () => {
               const events = Array.from({ length: o.n }, (_, i) => {
                 const id = o.reuse !== null && o.reuse < ids.length && i === 0 && o.n === 1 ? ids[o.reuse]! : uuid(nextId++)
                 ids.push(id)
-                return { eventId: id, type: `T${i}`, data: { i } }
+                return EventModule.propose(`T${i}`, { i }, { eventId: id })
               })
               const expectedVersion = o.expected === "auto"
                 ? (yield_version(await rt.runPromise(target.readStream(tenant, o.stream, { direction: "backward", limit: 1 }))))
                 : o.expected === -1 ? "no_stream" : o.expected
-              const result = await rt.runPromise(Effect.exit(target.append(tenant, o.stream, { expectedVersion, events } as any)))
+              const result = await rt.runPromise(Effect.exit(target.append(tenant, o.stream, { expectedVersion, events })))
               // The model of the fork's own events: what its appends answered (new positions above the base only).
               if (own !== undefined && Exit.isSuccess(result)) {
                 result.value.positions.forEach((pos, i) => {
                   if (pos.seq <= own[pos.partition]! || forkWrites.some((e) => e.partition === pos.partition && e.seq === pos.seq)) return
                   forkWrites.push({
-                    eventId: events[i]!.eventId,
+                    eventId: events[i]!.eventId!,
                     tenant,
                     stream: o.stream,
                     type: events[i]!.type,

@@ -5,8 +5,9 @@
  * are in `Forks.file.test.ts`; HTTP in the server's `Forks.http.test.ts`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, Stream } from "effect"
+import { Effect, Fiber, Layer, Option, Schema, Stream } from "effect"
 import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
+import { Event as EventModule } from "@chronos/domain"
 import type { Event } from "@chronos/domain"
 import type { Commit } from "../src/Commit.ts"
 import { Engine, type EngineShape } from "../src/Engine.ts"
@@ -14,7 +15,7 @@ import { EventLog, makeMemory } from "../src/EventLog.ts"
 import { ForkRegistry } from "../src/ForkRegistry.ts"
 import { Forks } from "../src/Forks.ts"
 
-const ev = (type: string, data: unknown, eventId?: string) => ({ type, data, ...(eventId ? { eventId } : {}) }) as any
+const ev = (type: string, data: Schema.Json, eventId?: string) => EventModule.propose(type, data, { eventId })
 const uuid = (n: number) => `0b6a1f4e-3f7e-4a59-9a9e-${n.toString(16).padStart(12, "0")}`
 
 /** An engine over a memory log whose stores the test can inspect, with forks on a memory registry. */
@@ -170,7 +171,7 @@ describe("Forks", () => {
 
       const all = yield* everything(f, "t")
       assert.strictEqual(all.length, 15)
-      assert.isFalse(all.some((e) => (e.data as any).amount === 1000))
+      assert.isFalse(all.some((e) => (e.data as { readonly amount?: unknown }).amount === 1000))
       for (let i = 1; i < all.length; i++) {
         const a = all[i - 1]!
         const b = all[i]!

@@ -13,9 +13,9 @@
  *  - the node's resident memory, which must not grow by the history the stalled subscribers did not read, and a
  *    reading subscriber that keeps receiving: asserted always.
  * On a loaded machine the first two are noise (rates of identical phases differ by 2–6× when other test files run
- * beside it; CPU per append moves with the rate, as group commit amortizes less at low rates): when identical phases
- * without subscribers differ by more than 25% in rate, neither 10% comparison is made, and the test says so. The
- * suite runs this file alone, after the others (vitest.config.ts), so that CI measures it.
+ * beside it; CPU per append moves with the rate, as group commit amortizes less at low rates): when the best phase
+ * without subscribers is more than 25% faster than their median, neither 10% comparison is made, and the test says
+ * so. The suite runs this file alone, after the others (vitest.config.ts), so that CI measures it.
  * (Checked against an unbounded window — `CHRONOS_SUBSCRIPTION_WINDOW_EVENTS_MAX=100000` — which fails both: 2.6×
  * the CPU per append and ~100 MB more memory.)
  * Stalled subscribers are opened before their phase starts, and the phase waits until the node is idle again: what
@@ -154,7 +154,9 @@ describe("backpressure", () => {
       cpuRatios.push(perAppend(stalled.at(-1)!) / perAppend(baseline.at(-1)!))
       if (round >= 2 && median(cpuRatios) <= 1.1 && best(stalled) >= 0.9 * best(baseline)) break
     }
-    const spread = best(baseline) / Math.min(...baseline.map((x) => x.rate))
+    // How much identical phases without subscribers differ: best against the median (one slow phase — the first
+    // after start-up usually is — does not make a whole run unmeasurable; a machine busy throughout does).
+    const spread = best(baseline) / median(baseline.map((x) => x.rate))
     const summary = {
       baseline: baseline.map((x) => Math.round(x.rate)),
       stalled: stalled.map((x) => Math.round(x.rate)),
@@ -171,7 +173,8 @@ describe("backpressure", () => {
     // Bounded windows (256 events each) rather than the history: an unbounded buffer grows by ~100 MB here.
     if (rss.some((x) => x !== 0)) assert.isBelow(median(rss), 25, JSON.stringify(summary))
     // CPU per append also moves with the rate (group commit amortizes less at low rates): when identical phases
-    // without subscribers differ by more than 25% in rate, the machine is too busy for a 10% comparison of either.
+    // without subscribers differ by more than 25% in rate (best against median), the machine is too busy for a 10%
+    // comparison of either.
     const measurable = cpuRatios.every(Number.isFinite) && summary.cpuPerAppendMs.baseline > 0
     const quiet = spread < 1.25
     if (quiet) {
