@@ -35,7 +35,7 @@ import { Cause, Clock, Context, Effect, Exit, Fiber, Layer, Option, Schema, Scop
 import { type ClusterError, Entity, type Sharding } from "effect/cluster"
 import { Rpc } from "effect/rpc"
 import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
-import { Errors, type Event, SubscriptionsApi } from "@chronos/domain"
+import { Errors, Event, SubscriptionsApi } from "@chronos/domain"
 import { CheckpointStore, type CheckpointStoreShape } from "./CheckpointStore.ts"
 import { Engine, type EngineShape } from "./Engine.ts"
 import { StoredEventSchema } from "./PartitionEntity.ts"
@@ -89,6 +89,39 @@ export interface GroupStatus {
   readonly parked: number
   readonly stats: Stats
 }
+
+/** A group's status in its wire form (the HTTP API and the SDK answer the same). */
+export const statusToWire = (s: GroupStatus): SubscriptionsApi.ConsumerStatus => ({
+  tenant: s.tenant,
+  name: s.name,
+  filter: {
+    ...(s.filter.types === undefined ? {} : { types: s.filter.types }),
+    ...(s.filter.stream === undefined ? {} : { stream: s.filter.stream }),
+    ...(s.filter.streamPrefix === undefined ? {} : { streamPrefix: s.filter.streamPrefix })
+  },
+  createdAt: new Date(s.createdAt).toISOString(),
+  position: s.position,
+  lag: s.lag,
+  pending: s.pending,
+  parked: s.parked,
+  stats: s.stats
+})
+
+/** A parked event in its wire form. */
+export const parkedToWire = (
+  { entry, event }: { readonly entry: ParkedEntry; readonly event: StoredEvent | undefined }
+): SubscriptionsApi.ParkedEvent => ({
+  deliveryId: `${entry.partition}:${entry.seq}`,
+  partition: entry.partition,
+  seq: entry.seq,
+  eventId: entry.eventId,
+  stream: entry.stream,
+  type: entry.type,
+  attempts: entry.attempts,
+  parkedAt: new Date(entry.parkedAt).toISOString(),
+  reason: entry.reason,
+  ...(event === undefined ? {} : { event: Event.toRecorded(event) })
+})
 
 interface Stats {
   delivered: number

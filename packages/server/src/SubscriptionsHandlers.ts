@@ -15,7 +15,7 @@ import { HttpApiBuilder } from "effect/http-api"
 import { ChronosConfig } from "@chronos/config"
 import { Errors, Event, SubscriptionsApi } from "@chronos/domain"
 import { CheckpointStore } from "@chronos/engine/CheckpointStore"
-import { ConsumerGroups, type GroupStatus } from "@chronos/engine/ConsumerGroup"
+import { ConsumerGroups, parkedToWire, statusToWire } from "@chronos/engine/ConsumerGroup"
 import { Engine } from "@chronos/engine/Engine"
 import { ForkHost } from "@chronos/engine/PartitionEntity"
 import { Projections } from "@chronos/engine/Projection"
@@ -65,24 +65,6 @@ export const layerServices: Layer.Layer<
 > = Layer.mergeAll(groupsLayer, Projections.layer(), LongRequests.layer).pipe(
   Layer.provide(CheckpointStore.layerConfig)
 )
-
-const iso = (ms: number) => new Date(ms).toISOString()
-
-const consumerStatus = (s: GroupStatus): SubscriptionsApi.ConsumerStatus => ({
-  tenant: s.tenant,
-  name: s.name,
-  filter: {
-    ...(s.filter.types === undefined ? {} : { types: s.filter.types }),
-    ...(s.filter.stream === undefined ? {} : { stream: s.filter.stream }),
-    ...(s.filter.streamPrefix === undefined ? {} : { streamPrefix: s.filter.streamPrefix })
-  },
-  createdAt: iso(s.createdAt),
-  position: s.position,
-  lag: s.lag,
-  pending: s.pending,
-  parked: s.parked,
-  stats: s.stats
-})
 
 /** Engine field names of subscription options → where they are in the HTTP request. */
 const subscribeLocations: Record<string, string> = {
@@ -148,9 +130,9 @@ export const SubscriptionsHandlers = HttpApiBuilder.group(
       listConsumers: ({ params }) => relocate(Effect.map(groups.list(params.tenant), (names) => ({ names }))),
 
       createConsumer: ({ params, payload }) =>
-        relocate(Effect.map(groups.create(params.tenant, params.name, payload), consumerStatus)),
+        relocate(Effect.map(groups.create(params.tenant, params.name, payload), statusToWire)),
 
-      consumer: ({ params }) => relocate(Effect.map(groups.status(params.tenant, params.name), consumerStatus)),
+      consumer: ({ params }) => relocate(Effect.map(groups.status(params.tenant, params.name), statusToWire)),
 
       next: ({ params, query }) =>
         relocate(Effect.gen(function*() {
@@ -184,18 +166,7 @@ export const SubscriptionsHandlers = HttpApiBuilder.group(
           const limit = yield* optionalInt(query.limit, "query.limit")
           const parked = yield* groups.parked(params.tenant, params.name, { limit })
           return {
-            parked: parked.map(({ entry, event }) => ({
-              deliveryId: `${entry.partition}:${entry.seq}`,
-              partition: entry.partition,
-              seq: entry.seq,
-              eventId: entry.eventId,
-              stream: entry.stream,
-              type: entry.type,
-              attempts: entry.attempts,
-              parkedAt: iso(entry.parkedAt),
-              reason: entry.reason,
-              ...(event === undefined ? {} : { event: Event.toRecorded(event) })
-            }))
+            parked: parked.map(parkedToWire)
           }
         })),
 

@@ -10,7 +10,7 @@
 import { Effect, Option, Stream } from "effect"
 import type { ChronosConfigShape } from "@chronos/config"
 import { Errors, Event, type Reducer } from "@chronos/domain"
-import type { ConsumerGroupsShape, GroupStatus } from "@chronos/engine/ConsumerGroup"
+import { type ConsumerGroupsShape, parkedToWire, statusToWire } from "@chronos/engine/ConsumerGroup"
 import type { EngineShape } from "@chronos/engine/Engine"
 import { EventLog } from "@chronos/engine/EventLog"
 import type { ForksShape } from "@chronos/engine/Forks"
@@ -79,7 +79,6 @@ const missing = (feature: string, service: string) =>
     retryable: false
   })
 
-const iso = (ms: number) => new Date(ms).toISOString()
 
 export const make = (engine: EngineShape, services: Services = noServices): ChronosClientShape => {
   /** The engine a request addresses: the store's, or with `fork` that fork's (`ForkNotFound` when it is gone). */
@@ -206,9 +205,9 @@ export const make = (engine: EngineShape, services: Services = noServices): Chro
         const decoded = decodeCreateConsumer(request)
         return isInvalid(decoded)
           ? Effect.fail(decoded)
-          : groups((g) => Effect.map(g.create(tenant, name, decoded), consumerStatus))
+          : groups((g) => Effect.map(g.create(tenant, name, decoded), statusToWire))
       },
-      get: (tenant, name) => groups((g) => Effect.map(g.status(tenant, name), consumerStatus)),
+      get: (tenant, name) => groups((g) => Effect.map(g.status(tenant, name), statusToWire)),
       list: (tenant) => groups((g) => g.list(tenant)),
       next: (tenant, name, options = {}) => {
         const decoded = decodeNextOptions(options)
@@ -230,18 +229,7 @@ export const make = (engine: EngineShape, services: Services = noServices): Chro
         const decoded = decodeLimitOptions(options)
         return isInvalid(decoded) ? Effect.fail(decoded) : groups((g) =>
           Effect.map(g.parked(tenant, name, decoded), (parked) =>
-            parked.map(({ entry, event }) => ({
-              deliveryId: `${entry.partition}:${entry.seq}`,
-              partition: entry.partition,
-              seq: entry.seq,
-              eventId: entry.eventId,
-              stream: entry.stream,
-              type: entry.type,
-              attempts: entry.attempts,
-              parkedAt: iso(entry.parkedAt),
-              reason: entry.reason,
-              ...(event === undefined ? {} : { event: Event.toRecorded(event) })
-            }))))
+            parked.map(parkedToWire)))
       },
       replayParked: (tenant, name, ids) => {
         const decoded = decodeReplay({ ids })
@@ -269,22 +257,6 @@ export const make = (engine: EngineShape, services: Services = noServices): Chro
   // one implementation serves every overload.
   return shape as unknown as ChronosClientShape
 }
-
-const consumerStatus = (s: GroupStatus) => ({
-  tenant: s.tenant,
-  name: s.name,
-  filter: {
-    ...(s.filter.types === undefined ? {} : { types: s.filter.types }),
-    ...(s.filter.stream === undefined ? {} : { stream: s.filter.stream }),
-    ...(s.filter.streamPrefix === undefined ? {} : { streamPrefix: s.filter.streamPrefix })
-  },
-  createdAt: iso(s.createdAt),
-  position: s.position,
-  lag: s.lag,
-  pending: s.pending,
-  parked: s.parked,
-  stats: s.stats
-})
 
 /** The durable file log of `config.dataDir` (segments rolled at `config.logSegmentBytesMax`). */
 export const fileLog = (config: ChronosConfigShape) =>
