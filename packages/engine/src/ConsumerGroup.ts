@@ -39,6 +39,7 @@ import { Errors, Event, SubscriptionsApi } from "@chronos/domain"
 import { CheckpointStore, type CheckpointStoreShape } from "./CheckpointStore.ts"
 import { Engine, type EngineShape } from "./Engine.ts"
 import { StoredEventSchema } from "./PartitionEntity.ts"
+import * as GatewayRetry from "./GatewayRetry.ts"
 import * as Subscription from "./Subscription.ts"
 
 type StoredEvent = Event.StoredEvent
@@ -1249,24 +1250,6 @@ const makeRouted = (local: LocalGroups, engine: EngineShape, config: ChronosConf
     const clientFor = yield* ConsumerGroupEntity.client
     type Client = ReturnType<typeof clientFor>
 
-    /**
-     * Runs `effect` for at most `ms`; past that, fails at once and interrupts `effect` in the background (not
-     * `Effect.timeout`, which would wait for the interruption of a call to a runner that stopped answering).
-     */
-    const cutAfter = <A, E>(effect: Effect.Effect<A, E>, ms: number, what: string) =>
-      Effect.gen(function*() {
-        const fiber = yield* Effect.forkDetach(effect)
-        const exit = yield* Fiber.await(fiber).pipe(
-          Effect.timeoutOption(Math.max(1, ms)),
-          Effect.onInterrupt(() => Effect.forkDetach(Fiber.interrupt(fiber)))
-        )
-        if (Option.isNone(exit)) {
-          yield* Effect.forkDetach(Fiber.interrupt(fiber))
-          return yield* new Errors.Unavailable({ message: `the consumer group did not answer the ${what} in time; retry`, retryable: true })
-        }
-        return yield* exit.value
-      })
-
     const routed = <A, E extends { readonly _tag: string }>(
       tenant: string,
       name: string,
@@ -1283,13 +1266,16 @@ const makeRouted = (local: LocalGroups, engine: EngineShape, config: ChronosConf
         const deadline = until + config.readTimeoutMs
         const attempt = (): Effect.Effect<A, E | Errors.Unavailable> => {
           const waitLeftMs = Math.max(0, until - now())
-          return cutAfter(
+          return GatewayRetry.cutAfter(
             Effect.mapError(
               call(client, waitLeftMs),
               (e): E | Errors.Unavailable => isClusterFailure(e) ? clusterUnavailable(e) : e as E
             ),
             Math.min(config.remoteCallTimeoutMs + waitLeftMs, deadline - now()),
-            what
+            () =>
+              Effect.fail(
+                new Errors.Unavailable({ message: `the consumer group did not answer the ${what} in time; retry`, retryable: true })
+              )
           ).pipe(
             Effect.catchCause((cause): Effect.Effect<A, E | Errors.Unavailable> =>
               Cause.hasInterruptsOnly(cause)

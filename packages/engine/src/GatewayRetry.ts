@@ -87,6 +87,25 @@ const retryableExit = (exit: Exit.Exit<unknown, { readonly _tag: string }>, remo
   (exit.cause.reasons.some((r) => r._tag === "Fail" && isRetryable(r.error)) ||
     (remote && Cause.hasInterruptsOnly(exit.cause)))
 
+/**
+ * Runs `effect` for at most `ms`; past that, answers `onTimeout` at once and interrupts `effect` in the background.
+ * Not `Effect.timeout`: that waits for the interruption to finish, and interrupting a call to a runner that stopped
+ * answering (frozen) waits on that runner too — the cut would hang with the call. Used by every remote gateway call.
+ */
+export const cutAfter = <A, E, E2>(effect: Effect.Effect<A, E>, ms: number, onTimeout: () => Effect.Effect<A, E2>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.forkDetach(effect)
+    const exit = yield* Fiber.await(fiber).pipe(
+      Effect.timeoutOption(Math.max(1, ms)),
+      Effect.onInterrupt(() => Effect.forkDetach(Fiber.interrupt(fiber)))
+    )
+    if (Option.isNone(exit)) {
+      yield* Effect.forkDetach(Fiber.interrupt(fiber))
+      return yield* onTimeout()
+    }
+    return yield* exit.value
+  })
+
 /** Decorates `router` (see the module doc). */
 export const make = (router: PartitionRouter, options: Options): Effect.Effect<PartitionRouter> =>
   Effect.gen(function*() {
@@ -108,25 +127,6 @@ export const make = (router: PartitionRouter, options: Options): Effect.Effect<P
     // caught — so the call is simply unanswered.
     const stopped = (p: number, what: string) =>
       new Errors.Unavailable({ message: `partition ${p} was stopped while it handled the ${what}; retry`, retryable: true })
-
-    /**
-     * Runs `effect` for at most `ms`; past that, answers `onTimeout` at once and interrupts `effect` in the
-     * background. Not `Effect.timeout`: that waits for the interruption to finish, and interrupting a call to a
-     * runner that stopped answering (frozen) waits on that runner too — the cut would hang with the call.
-     */
-    const cutAfter = <A, E, E2>(effect: Effect.Effect<A, E>, ms: number, onTimeout: () => Effect.Effect<A, E2>) =>
-      Effect.gen(function*() {
-        const fiber = yield* Effect.forkDetach(effect)
-        const exit = yield* Fiber.await(fiber).pipe(
-          Effect.timeoutOption(Math.max(1, ms)),
-          Effect.onInterrupt(() => Effect.forkDetach(Fiber.interrupt(fiber)))
-        )
-        if (Option.isNone(exit)) {
-          yield* Effect.forkDetach(Fiber.interrupt(fiber))
-          return yield* onTimeout()
-        }
-        return yield* exit.value
-      })
 
     /** One attempt of `call`: as it is when local; cut after `boundMs` and interruptions mapped when remote. */
     const attemptOnce = <A, E extends { readonly _tag: string }>(
