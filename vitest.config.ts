@@ -11,6 +11,9 @@ const serial = [
   "chaos/cluster.test.ts",
   "packages/cluster/test/LocalCluster.test.ts",
   "packages/cluster/test/NatsRunnerStorage.test.ts",
+  "packages/engine/test/JetStreamLog.test.ts",
+  "packages/engine/test/JetStreamLogTruncate.test.ts",
+  "packages/storage/test/NatsSegmentStore.test.ts",
   "packages/cluster/test/ClusterForks.test.ts",
   "packages/cluster/test/ClusterConsumers.test.ts",
   "packages/server/test/SubscriptionsBackpressure.test.ts"

@@ -3,7 +3,7 @@
 // reads the rest and a replay from below it is a clear defect, a reopened handle finds the truncated log, and a stream
 // created with deny_purge (before truncation existed) still opens.
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Scope } from "effect"
+import { Cause, Effect, Exit, Schedule, Scope } from "effect"
 import { connect } from "@nats-io/transport-node"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { DiscardPolicy, type JetStreamManager, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream"
@@ -43,7 +43,12 @@ const replayFirsts = (log: PartitionLog, fromSeq: number) =>
     return { last, firsts }
   })
 
-const info = (jsm: JetStreamManager, stream: string) => Effect.promise(() => jsm.streams.info(stream))
+/** Stream info from the leader; an admin request that times out during an R3 election is asked again (bounded). */
+const info = (jsm: JetStreamManager, stream: string) =>
+  Effect.tryPromise(() => jsm.streams.info(stream)).pipe(
+    Effect.retry({ schedule: Schedule.spaced("250 millis"), times: 40 }),
+    Effect.orDie
+  )
 
 /** The whole scenario on one server or cluster: 10 commits, truncations, replays, a reopen, more appends. */
 const scenario = (urls: ReadonlyArray<string>, replicas: number, jsm: () => JetStreamManager, prefix: string) =>
