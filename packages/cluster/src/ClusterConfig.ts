@@ -154,3 +154,9 @@ export const clientShardingConfig: Partial<ShardingConfig.ShardingConfig["Servic
 /** `ShardingConfig` for the storage layers of a runner (or, without an address, of a client). */
 export const layer = (address?: { readonly host: string; readonly port: number }): Layer.Layer<ShardingConfig.ShardingConfig> =>
   ShardingConfig.layer(address === undefined ? clientShardingConfig : runnerShardingConfig(address.host, address.port))
+
+/**
+ * How many times a runner's first start writes the cluster-wide sharding settings before it gives up: a write whose
+ * acknowledgement was lost (the meta bucket electing a leader under load) left nothing to read back.
+ */
+export const settingsWriteAttemptsMax = 5

@@ -255,10 +255,14 @@ export const make = Effect.fnUntraced(function*(nc: NatsConnection, options: Opt
   // Record the cluster-wide settings at first start; everyone after must agree (see module doc).
   const settings: ShardingValue = { shardsPerGroup: config.shardsPerGroup, shardLockExpirationMs: expirationMs }
   let recorded = yield* settle(request(() => meta.get("sharding")))
-  if (recorded === null || recorded.operation !== "PUT") { // first start (or the record was deleted on purpose)
+  // First start (or the record was deleted on purpose): write ours, then read back ours or the one a concurrent first
+  // start wrote. A write whose outcome was lost (a timeout during a bucket election under load) leaves nothing to
+  // read: write again, a bounded number of times, rather than take "nothing" for a mismatch.
+  const unrecorded = () => recorded === null || recorded.operation !== "PUT"
+  for (let attempt = 0; attempt < ClusterConfig.settingsWriteAttemptsMax && unrecorded(); attempt++) {
     const expected = recorded?.revision ?? 0
     yield* settle(cas(() => meta.put("sharding", JSON.stringify(settings), { previousSeq: expected })))
-    recorded = yield* settle(request(() => meta.get("sharding"))) // ours, or the one a concurrent first start wrote
+    recorded = yield* settle(request(() => meta.get("sharding")))
   }
   const recordedSettings = recorded === null
     ? undefined
