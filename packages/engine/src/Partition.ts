@@ -440,31 +440,47 @@ export const make = Effect.fnUntraced(function*(
   /** Takes appends off the batch into one commit: at least one append, then up to the commit limits. */
   const cutCommit = (): InFlightCommit => {
     const appends: Array<PendingAppend> = []
-    const commitEvents: Array<StoredEvent> = []
-    const rows: Array<string> = []
+    let eventCount = 0
     let bytes = 0
     let i = 0
     for (; i < batch.length; i++) {
       const p = batch[i]!
-      // A commit carries one timestamp for all its events (see `Commit`), so appends stamped in a later
-      // millisecond start the next commit: a replay must restore exactly the timestamps readers saw.
-      if (
-        appends.length > 0 &&
-        (commitEvents.length + p.events.length > limits.commitEventsMax || bytes + p.bytes > limits.commitBytesMax ||
-          p.events[0]!.timestamp !== appends[0]!.events[0]!.timestamp)
-      ) break
-      appends.push(p)
-      bytes += p.bytes
-      // Stored events carry every field a commit needs: the commit shares them instead of copying.
-      for (let k = 0; k < p.events.length; k++) {
-        commitEvents.push(p.events[k]!)
-        rows.push(p.rows[k]!)
+      if (appends.length > 0 && (eventCount + p.events.length > limits.commitEventsMax || bytes + p.bytes > limits.commitBytesMax)) {
+        break
       }
+      appends.push(p)
+      eventCount += p.events.length
+      bytes += p.bytes
     }
     batch = i === batch.length ? [] : batch.slice(i)
-    const first = appends[0]!.events[0]!
+    // A commit carries one timestamp for all its events (see `Commit`): the commit time, which is the newest
+    // acceptance time among them (timestamps never decrease along the sequence, so it is the last append's). Appends
+    // accepted in earlier milliseconds are restamped to it before anyone can see them (they are above the
+    // watermark), so a replay restores exactly the timestamps readers saw. Splitting commits by millisecond instead
+    // gave one event per commit whenever a partition saw fewer appends per millisecond than its log's round trip
+    // (measured in the R3 cluster: 1 event per commit at 14 appends/s per partition).
+    const timestamp = appends[appends.length - 1]!.events[0]!.timestamp
+    const commitEvents: Array<StoredEvent> = new Array(eventCount)
+    const rows: Array<string> = new Array(eventCount)
+    let k = 0
+    for (const p of appends) {
+      for (let j = 0; j < p.events.length; j++) {
+        let event = p.events[j]!
+        if (event.timestamp !== timestamp) {
+          if (event.timestamp > timestamp || event.seq <= watermark) {
+            throw new Error(`partition ${id}: restamping seq ${event.seq} (${event.timestamp} -> ${timestamp})`)
+          }
+          event = { ...event, timestamp }
+          events[event.seq - 1 - base] = event
+        }
+        // Stored events carry every field a commit needs: the commit shares them instead of copying.
+        commitEvents[k] = event
+        rows[k++] = p.rows[j]!
+      }
+    }
+    const first = commitEvents[0]!
     return {
-      commit: { partition: id, firstSeq: first.seq - base, timestamp: first.timestamp, events: commitEvents, rows },
+      commit: { partition: id, firstSeq: first.seq - base, timestamp, events: commitEvents, rows },
       appends,
       generation,
       startedAtMs: clock.currentTimeMillisUnsafe(),

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Schedule } from "effect"
+import { Effect, Fiber, Layer, Schedule } from "effect"
 import { TestRunner } from "effect/cluster"
 import { ChronosConfig, defaults } from "@chronos/config"
 import { Ids } from "@chronos/domain"
@@ -70,6 +70,45 @@ describe("Partition", () => {
       assert.strictEqual(first._tag, "Unavailable")
       const next = yield* p.append({ tenant: "t", stream: "s", expectedVersion: "any", events: [event("A", 1)] }).pipe(Effect.flip)
       assert.isTrue(next._tag === "Unavailable" && !next.retryable && next.message.includes("EIO"))
+    }).pipe(Effect.scoped))
+
+  it.live("appends accepted in different milliseconds while a commit is in flight share the next commit and its timestamp", () =>
+    Effect.gen(function*() {
+      const store = new Map<number, Array<Commit>>()
+      const memory = makeMemory(store)
+      // The log holds every commit until released: appends pile up behind the first one, each in its own millisecond.
+      let release: (() => void) | undefined
+      const gate = new Promise<void>((resolve) => release = resolve)
+      const gated = Layer.succeed(EventLog, {
+        ...memory,
+        open: (p: number) =>
+          Effect.map(memory.open(p), (log) => ({
+            ...log,
+            append: (commit: Commit) => Effect.andThen(Effect.promise(() => gate), log.append(commit))
+          }))
+      })
+      const p = yield* Partition.make(0, { ...defaults, commitsInFlightMax: 1 }).pipe(Effect.provide(gated))
+      const appends = yield* Effect.forEach(
+        [0, 1, 2, 3, 4],
+        (i) =>
+          Effect.andThen(
+            Effect.sleep("3 millis"),
+            Effect.forkChild(p.append({ tenant: "t", stream: `s${i}`, expectedVersion: "no_stream", events: [event("A", i)] }), {
+              startImmediately: true
+            })
+          ),
+        { concurrency: 1 }
+      )
+      release!()
+      for (const fiber of appends) yield* Fiber.join(fiber)
+      const commits = store.get(0)!
+      // The first append went alone; the four that waited behind it went together, whatever their milliseconds.
+      assert.deepStrictEqual(commits.map((c) => c.events.length), [1, 4])
+      const read = yield* p.scan("t", { limit: 10 })
+      assert.deepStrictEqual(read.map((e) => e.timestamp), [commits[0]!.timestamp, ...Array(4).fill(commits[1]!.timestamp)])
+      // A replay restores exactly what readers saw.
+      const reopened = yield* Partition.make(0, defaults).pipe(Effect.provide(Layer.succeed(EventLog, makeMemory(store))))
+      assert.deepStrictEqual(yield* reopened.scan("t", { limit: 10 }), read)
     }).pipe(Effect.scoped))
 
   it.live("readers never see above the watermark; time travel by timestamp and by position", () =>
