@@ -166,8 +166,8 @@ const program = Effect.gen(function*() {
   // --- cold boot ---------------------------------------------------------------------------------------------------
   const bootStart = performance.now()
   let replayed = 0
-  yield* reader.replay(0, (commit) => {
-    replayed += commit.events.length
+  yield* reader.replay(0, () => false, () => {
+    replayed++
   })
   const bootMs = performance.now() - bootStart
   if (replayed !== total) throw new Error(`replayed ${replayed} of ${total}`)

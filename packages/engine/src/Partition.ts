@@ -6,6 +6,17 @@
  *    permanent event-id deduplication;
  *  - reads bounded by the watermark, time travel (`asOf`) and state reconstruction with snapshots.
  *
+ * Memory is bounded by the hot tail, not by the store: once a range is sealed durably in the cold tier (see
+ * `ColdStore`: the cold tier's `truncateLog` says so), the partition drops the bodies (data, metadata) of its events
+ * and keeps only their `EventHead`s — what every index, `asOf` search and idempotent-retry answer needs, with
+ * tenant, stream and type strings shared per stream and type. A cold boot loads only heads for the sealed range.
+ * System events (`$`-types: stream metadata, tombstones, erasures; few and small) keep their bodies: retention rules
+ * are read from them. A read that needs bodies of sealed events (`readStream`, `scan`/`follow`, `reconstruct`,
+ * `asOf` reads) fetches them from the cold tier in one request per read (per chunk, for long reconstructions), so
+ * answers are the same before and after a seal — except that an event erased by compaction is served as its
+ * `$erased` row. A damaged segment fails only the reads that need it: they die with its `CorruptData` (the read
+ * signatures have no error channel; the HTTP edge answers a typed 502), while the hot tail and other segments serve.
+ *
  * Invariants (checked; a violation is a defect that stops the partition, never a silent repair):
  *  - `watermark <= seq`; the watermark never moves backwards; commits are acknowledged in order;
  *  - every event of the partition has `seq` = its index + 1 (gapless from 1);
@@ -27,12 +38,22 @@
 import { Cause, Clock, Duration, Effect, Exit, Option, Random, Schedule, Scope } from "effect"
 import type { ChronosConfigShape } from "@chronos/config"
 import { AsOf, Errors, type Event, ExpectedVersion, Reducer } from "@chronos/domain"
-import { ColdStore, type SealTarget } from "./ColdStore.ts"
+import { ColdStore, type EventHead, type FetchRequest, hasBody, type SealTarget } from "./ColdStore.ts"
 import { type Commit, encodeRow, encodeRowFrom, lastSeq } from "./Commit.ts"
 import { EventLog, type LogError, LogUnavailable, type PartitionLog } from "./EventLog.ts"
 import { CorruptLogError } from "./internal/fileLog.ts"
 
 type StoredEvent = Event.StoredEvent
+/** One event of the hot index: with its body, or only its head once its body was sealed and dropped. */
+type Slot = EventHead | StoredEvent
+
+/** Types of system events (`$metadata`, `$deleted`, `$erased`): their bodies stay in memory after a seal. */
+const isSystemType = (type: string): boolean => type.charCodeAt(0) === 36 // "$"
+
+const allBodies = (slots: ReadonlyArray<Slot>): slots is ReadonlyArray<StoredEvent> => {
+  for (let i = 0; i < slots.length; i++) if (!hasBody(slots[i]!)) return false
+  return true
+}
 
 export type PartitionLimits = Pick<
   ChronosConfigShape,
@@ -183,8 +204,8 @@ export interface Lookup {
   readonly positionAt: (asOf: AsOf.AsOf | undefined) => number
   /** The stream's version at sequence `atSeq` (-1: none of its events is at or below `atSeq`). */
   readonly versionAt: (tenant: string, stream: string, atSeq: number) => number
-  /** The event with this id at or below sequence `atSeq`, if any. */
-  readonly eventAt: (eventId: string, atSeq: number) => StoredEvent | undefined
+  /** The event with this id at or below sequence `atSeq`, if any (its head: the body may be sealed). */
+  readonly eventAt: (eventId: string, atSeq: number) => EventHead | undefined
   /** The timestamp of the event at sequence `atSeq` (0 for sequence 0). */
   readonly timestampAt: (atSeq: number) => number
 }
@@ -269,7 +290,12 @@ export const make = Effect.fnUntraced(function*(
   }
 
   // ---- state ---------------------------------------------------------------------------------------------------
-  let events: Array<StoredEvent> = []
+  /** `events[s - 1 - base]` is the event of sequence `s`; at or below `evictedThrough` only heads (see module doc). */
+  let events: Array<Slot> = []
+  /** The sealed range whose bodies were dropped: `[1, evictedThrough]` (0 without a cold tier, or before a seal). */
+  let evictedThrough = 0
+  /** One string instance per event type, shared by the heads (strings decoded from segments are fresh copies). */
+  let typeNames = new Map<string, string>()
   let streams: ByTenant<StreamEntry> = new Map()
   let streamCount = 0
   let byTenant = new Map<string, Array<number>>()
@@ -296,7 +322,7 @@ export const make = Effect.fnUntraced(function*(
 
   const unavailable = (message: string) => new Errors.Unavailable({ message, retryable: true })
 
-  const indexEvent = (event: StoredEvent, entry: StreamEntry) => {
+  const indexEvent = (event: Slot, entry: StreamEntry) => {
     if (event.seq !== base + events.length + 1) {
       throw new Error(`partition ${id}: sequence gap, expected ${base + events.length + 1}, got ${event.seq}`)
     }
@@ -363,6 +389,36 @@ export const make = Effect.fnUntraced(function*(
   /** Replay skips events below this sequence: those the cold tier served (see `load`). */
   let replayFromSeq = 1
 
+  const internType = (type: string): string => {
+    const known = typeNames.get(type)
+    if (known !== undefined) return known
+    typeNames.set(type, type)
+    return type
+  }
+
+  /** `event` without its body, its strings shared with the index (system events keep their bodies). */
+  const headOf = (event: Slot, entry: StreamEntry): Slot =>
+    isSystemType(event.type) && hasBody(event) ? event : {
+      eventId: event.eventId,
+      tenant: entry.tenant,
+      stream: entry.stream,
+      type: internType(event.type),
+      timestamp: event.timestamp,
+      streamVersion: event.streamVersion,
+      partition: id,
+      seq: event.seq
+    }
+
+  /** Drops the bodies of `[evictedThrough + 1, through]`: sealed durably, a read fetches them from the cold tier. */
+  const evict = (through: number) => {
+    const to = Math.min(through, watermark)
+    for (let s = evictedThrough + 1; s <= to; s++) {
+      const e = events[s - 1 - base]!
+      if (hasBody(e) && !isSystemType(e.type)) events[s - 1 - base] = headOf(e, lookup(streams, e.tenant, e.stream)!)
+    }
+    if (to > evictedThrough) evictedThrough = to
+  }
+
   /**
    * Opens the log and rebuilds every index from it: the sealed segments first (when a cold tier is provided), then
    * the log from the sequence after them. Only durable commits exist afterwards.
@@ -374,8 +430,10 @@ export const make = Effect.fnUntraced(function*(
     // while readers keep calling this partition, and they must keep seeing the previous state — durable up to its
     // watermark — until the new one is complete, never a half-rebuilt one (a watermark back at 0, a stream missing
     // its events: found by the chaos test's observer).
-    const sealedCommits: Array<Commit> = []
-    const sealed = Option.isSome(cold) ? yield* cold.value.replay(id, (commit) => void sealedCommits.push(commit)) : 0
+    const sealedEvents: Array<Slot> = []
+    const sealed = Option.isSome(cold)
+      ? yield* cold.value.replay(id, isSystemType, (event) => void sealedEvents.push(event))
+      : 0
     const logCommits: Array<Commit> = []
     const last = yield* log.replay(sealed + 1, (commit) => void logCommits.push(commit))
     events = []
@@ -384,12 +442,19 @@ export const make = Effect.fnUntraced(function*(
     byTenant = new Map()
     byType = new Map()
     eventIds = new Map()
+    typeNames = new Map()
+    evictedThrough = 0
     seq = base
     watermark = base
     // A fork's timestamps continue from its parent's at the base: time order holds across the boundary.
     lastTimestamp = prefix === undefined ? 0 : prefix.parent.timestampAt(base)
     replayFromSeq = 1
-    for (const commit of sealedCommits) applyCommit(commit)
+    for (const event of sealedEvents) {
+      if (event.partition !== id) throw new Error(`partition ${id}: the cold tier served an event of partition ${event.partition}`)
+      const entry = entryFor(event.tenant, event.stream)
+      indexEvent(headOf(event, entry), entry)
+    }
+    evictedThrough = events.length
     if (sealed !== events.length) {
       return yield* Effect.die(new Error(`partition ${id}: cold tier reports seq ${sealed} but replayed ${events.length}`))
     }
@@ -598,8 +663,18 @@ export const make = Effect.fnUntraced(function*(
       partition: id,
       watermark: () => watermark,
       readRange: (fromSeq, toSeq) => {
+        if (!(Number.isSafeInteger(fromSeq) && fromSeq > evictedThrough && fromSeq <= toSeq && toSeq <= watermark)) {
+          throw new Error(
+            `partition ${id}: readRange(${fromSeq}, ${toSeq}) outside [${evictedThrough + 1}, watermark ${watermark}]`
+          )
+        }
+        const range = events.slice(fromSeq - 1, toSeq)
+        if (!allBodies(range)) throw new Error(`partition ${id}: readRange(${fromSeq}, ${toSeq}) met an event without body`)
+        return range
+      },
+      readHeads: (fromSeq, toSeq) => {
         if (!(Number.isSafeInteger(fromSeq) && fromSeq >= 1 && fromSeq <= toSeq && toSeq <= watermark)) {
-          throw new Error(`partition ${id}: readRange(${fromSeq}, ${toSeq}) outside [1, watermark ${watermark}]`)
+          throw new Error(`partition ${id}: readHeads(${fromSeq}, ${toSeq}) outside [1, watermark ${watermark}]`)
         }
         return events.slice(fromSeq - 1, toSeq)
       },
@@ -608,6 +683,9 @@ export const make = Effect.fnUntraced(function*(
           if (below > watermark + 1) {
             return Effect.die(new Error(`partition ${id}: truncateLog(${below}) above watermark ${watermark}`))
           }
+          // Everything below `below` is sealed durably and in the manifest (the caller's guarantee): reads fetch
+          // those bodies from the cold tier from now on, whatever becomes of the log truncation.
+          evict(below - 1)
           if (reloading || stopped !== undefined) {
             return Effect.fail(new LogUnavailable({ partition: id, message: `partition ${id} is reloading; retry` }))
           }
@@ -646,7 +724,7 @@ export const make = Effect.fnUntraced(function*(
   /** The answer to an append whose events are all already stored: their original positions. */
   const duplicateOf = (
     input: AppendInput,
-    known: ReadonlyArray<StoredEvent>
+    known: ReadonlyArray<EventHead>
   ): AppendOutput | Errors.InvalidRequest => {
     for (let i = 0; i < known.length; i++) {
       const e = known[i]!
@@ -695,7 +773,7 @@ export const make = Effect.fnUntraced(function*(
       }
     }
     // Idempotency next: a retried append must get its original answer even though its expected version is stale.
-    const known: Array<StoredEvent> = []
+    const known: Array<EventHead> = []
     for (let i = 0; i < n; i++) {
       const eventId = input.events[i]!.eventId
       if (eventId === undefined) continue
@@ -824,13 +902,62 @@ export const make = Effect.fnUntraced(function*(
   const visibleVersion = (entry: StreamEntry, maxSeq: number): number =>
     entry.firstVersion + lowerBound(entry.seqs, (s) => s > maxSeq) - 1
 
+  /**
+   * The events of `slots` with their bodies, in the same order: those still in memory as they are, the sealed ones
+   * fetched from the cold tier in one request (all of `tenant`, and of `stream` when given: the tier prunes by it).
+   * Damage dies with the segment's `CorruptData`; an unreachable segment store with a retryable `Unavailable`.
+   */
+  const withBodies = (
+    slots: ReadonlyArray<Slot>,
+    tenant: string,
+    stream: string | undefined
+  ): Effect.Effect<ReadonlyArray<StoredEvent>> => {
+    if (allBodies(slots)) return Effect.succeed(slots)
+    if (Option.isNone(cold)) {
+      return Effect.die(new Error(`partition ${id}: events without bodies and no cold tier to fetch them from`))
+    }
+    const seqs: Array<number> = []
+    for (const e of slots) if (!hasBody(e)) seqs.push(e.seq)
+    seqs.sort((a, b) => a - b)
+    const request: FetchRequest = { seqs, tenant, stream }
+    return cold.value.fetch(id, request).pipe(
+      Effect.mapError((error) =>
+        error._tag === "CorruptData"
+          ? error
+          : new Errors.Unavailable({ message: `partition ${id}: sealed events not readable now: ${error.message}`, retryable: true })
+      ),
+      Effect.orDie,
+      Effect.map((fetched) => {
+        if (fetched.length !== seqs.length) {
+          throw new Error(`partition ${id}: the cold tier returned ${fetched.length} events for ${seqs.length} sequences`)
+        }
+        const bySeq = new Map<number, StoredEvent>()
+        for (let k = 0; k < fetched.length; k++) {
+          const f = fetched[k]!
+          if (f.seq !== seqs[k]) throw new Error(`partition ${id}: the cold tier returned seq ${f.seq} for ${seqs[k]}`)
+          bySeq.set(f.seq, f)
+        }
+        return slots.map((e) => {
+          if (hasBody(e)) return e
+          const f = bySeq.get(e.seq)!
+          // The segment was written from this index (or the index loaded from it): anything but an erasure by
+          // compaction (type and body replaced, position and id kept) is a broken invariant.
+          if (f.eventId !== e.eventId || f.stream !== e.stream || f.tenant !== e.tenant || f.streamVersion !== e.streamVersion) {
+            throw new Error(`partition ${id}: the sealed row of seq ${e.seq} is not the indexed event ${e.eventId}`)
+          }
+          return f
+        })
+      })
+    )
+  }
+
   const readStream = (tenant: string, stream: string, options: ReadStreamOptions) =>
-    Effect.sync((): ReadonlyArray<StoredEvent> => {
+    Effect.suspend((): Effect.Effect<ReadonlyArray<StoredEvent>> => {
       const entry = lookup(streams, tenant, stream)
-      if (entry === undefined) return []
+      if (entry === undefined) return Effect.succeed([])
       const top = visibleVersion(entry, visibleSeq(options.asOf))
       const limit = Math.min(options.limit, limits.readEventsMax)
-      const out: Array<StoredEvent> = []
+      const out: Array<Slot> = []
       const first = entry.firstVersion
       if (options.direction === "forward") {
         for (let v = Math.max(first, options.fromVersion ?? 0); v <= top && out.length < limit; v++) {
@@ -841,10 +968,10 @@ export const make = Effect.fnUntraced(function*(
           out.push(events[entry.seqs[v - first]! - 1 - base]!)
         }
       }
-      return out
+      return withBodies(out, tenant, stream)
     })
 
-  const afterCursor = (e: StoredEvent, c: Cursor | undefined): boolean =>
+  const afterCursor = (e: Slot, c: Cursor | undefined): boolean =>
     c === undefined || e.timestamp > c.timestamp ||
     (e.timestamp === c.timestamp && (id > c.partition || (id === c.partition && e.seq > c.seq)))
 
@@ -853,7 +980,7 @@ export const make = Effect.fnUntraced(function*(
    * partition was examined — the last match when `limit` stopped the scan, else the visible bound. A follower
    * resumes at `through + 1` and can never skip an event, even when none matched.
    */
-  const scanThrough = (tenant: string, options: ScanOptions): { events: Array<StoredEvent>; through: number } => {
+  const scanThrough = (tenant: string, options: ScanOptions): { events: Array<Slot>; through: number } => {
     const maxSeq = visibleSeq(options.asOf)
     const since = Math.max(options.since ?? -Infinity, options.after?.timestamp ?? -Infinity)
     const until = options.until ?? Infinity
@@ -878,7 +1005,7 @@ export const make = Effect.fnUntraced(function*(
     const prefix = options.streamPrefix
     // k-way merge by sequence (= time order within a partition) of the candidate lists.
     const cursors = lists.map((l) => lowerBound(l, (s) => s >= fromSeq && events[s - 1 - base]!.timestamp >= since))
-    const out: Array<StoredEvent> = []
+    const out: Array<Slot> = []
     while (out.length < limit) {
       let best = -1
       let bestSeq = Infinity
@@ -901,15 +1028,42 @@ export const make = Effect.fnUntraced(function*(
     return { events: out, through }
   }
 
-  const scan = (tenant: string, options: ScanOptions) =>
-    Effect.sync((): ReadonlyArray<StoredEvent> => scanThrough(tenant, options).events)
+  /**
+   * `scanThrough` with bodies. A sealed event's row may have been erased by compaction since it was indexed (its
+   * type is `$erased` now): the row wins, so a scan by type drops it, and scans on from where it stopped to fill
+   * the page, as the index built from the segments (at the next cold boot) would have answered.
+   */
+  const follow = (tenant: string, options: ScanOptions) =>
+    Effect.suspend((): Effect.Effect<{ readonly events: ReadonlyArray<StoredEvent>; readonly through: number }> => {
+      const first = scanThrough(tenant, options)
+      if (allBodies(first.events)) return Effect.succeed({ events: first.events, through: first.through })
+      const types = options.types !== undefined && options.types.length > 0 ? new Set(options.types) : undefined
+      const limit = Math.min(options.limit, limits.readEventsMax)
+      return Effect.gen(function*() {
+        const out: Array<StoredEvent> = []
+        let page = first
+        let pageLimit = limit
+        while (true) {
+          const got = yield* withBodies(page.events, tenant, options.stream)
+          let dropped = false
+          for (const e of got) {
+            if (types !== undefined && !types.has(e.type)) dropped = true
+            else out.push(e)
+          }
+          if (!dropped || page.events.length < pageLimit) return { events: out, through: page.through }
+          pageLimit = limit - out.length
+          page = scanThrough(tenant, { ...options, fromSeq: page.through + 1, limit: pageLimit })
+        }
+      })
+    })
 
-  const follow = (tenant: string, options: ScanOptions) => Effect.sync(() => scanThrough(tenant, options))
+  const scan = (tenant: string, options: ScanOptions) =>
+    Effect.map(follow(tenant, options), (r): ReadonlyArray<StoredEvent> => r.events)
 
   const reconstruct = <S>(tenant: string, stream: string, reducer: Reducer.Reducer<S>, asOf: AsOf.AsOf | undefined) =>
-    Effect.sync(() => {
+    Effect.suspend((): Effect.Effect<{ readonly version: number; readonly state: S }> => {
       const entry = lookup(streams, tenant, stream)
-      if (entry === undefined) return { version: -1, state: reducer.initial }
+      if (entry === undefined) return Effect.succeed({ version: -1, state: reducer.initial })
       const top = visibleVersion(entry, visibleSeq(asOf))
       const every = limits.snapshotEveryEvents
       // Snapshots only ever cover durable versions (top <= watermark), so a reload never invalidates them.
@@ -930,13 +1084,35 @@ export const make = Effect.fnUntraced(function*(
           i = k * every
         }
       }
-      for (; i <= last; i++) {
-        state = reducer.step(state, events[entry.seqs[i]! - 1 - base]!)
+      const version = last < 0 ? -1 : top
+      const index = events
+      const step = (event: StoredEvent) => {
+        state = reducer.step(state, event)
         if (snapshots !== undefined && every > 0 && (i + 1) % every === 0 && snapshots.length === (i + 1) / every - 1) {
           snapshots.push(state)
         }
+        i++
       }
-      return { version: last < 0 ? -1 : top, state }
+      // All in memory (the common case: no version to fold is sealed): one synchronous fold.
+      if (i > last || entry.seqs[i]! > evictedThrough) {
+        while (i <= last) {
+          const e = index[entry.seqs[i]! - 1 - base]!
+          if (!hasBody(e)) throw new Error(`partition ${id}: seq ${e.seq} above the sealed range has no body`)
+          step(e)
+        }
+        return Effect.succeed({ version, state })
+      }
+      // Sealed versions' bodies come from the cold tier in chunks of `readEventsMax`: memory stays bounded however
+      // long the stream.
+      return Effect.gen(function*() {
+        while (i <= last) {
+          const end = Math.min(last, i + limits.readEventsMax - 1)
+          const slots: Array<Slot> = []
+          for (let j = i; j <= end; j++) slots.push(index[entry.seqs[j]! - 1 - base]!)
+          for (const event of yield* withBodies(slots, tenant, stream)) step(event)
+        }
+        return { version, state }
+      })
     })
 
   // ---- lookups (for forks layered on this partition) -------------------------------------------------------------
@@ -947,7 +1123,7 @@ export const make = Effect.fnUntraced(function*(
     return visibleVersion(entry, Math.min(atSeq, watermark))
   }
 
-  const eventAt = (eventId: string, atSeq: number): StoredEvent | undefined => {
+  const eventAt = (eventId: string, atSeq: number): EventHead | undefined => {
     const s = eventIds.get(eventId)
     if (s !== undefined) return s <= atSeq && s <= watermark ? events[s - 1 - base] : undefined
     return prefix === undefined ? undefined : prefix.parent.eventAt(eventId, Math.min(atSeq, base))

@@ -1,8 +1,11 @@
 /**
  * The cold tier of a process: the implementation of the engine's `ColdStore` over a `SegmentStore`, and the owner of
  * sealing in that process. It owns:
- *  - cold boot: a partition's load replays its verified segments (see `SegmentReader.replay`), with one log line
- *    per partition saying how many segments and events it loaded and how long that took;
+ *  - cold boot: a partition's load replays its verified segments as heads (see `SegmentReader.replay`; the
+ *    payload stays in the segments), with one log line per partition saying how many segments and events it loaded
+ *    and how long that took;
+ *  - cold reads: the bodies of sealed events a partition's read needs (`ColdStore.fetch`, over
+ *    `SegmentReader.readSeqs`: pruned by row-group statistics, through the `segmentCacheBytesMax` cache);
  *  - the sealing policy: each partition attached here (every partition this process owns) is checked every
  *    `coldSealCheckIntervalMs`; its durable, unsealed range is sealed once it holds `coldSealBytesMin` bytes
  *    (estimated from the events' JSON) or its oldest unsealed event is `coldSealAgeMs` old;
@@ -40,6 +43,8 @@ export interface ColdTierShape {
   readonly reader: SegmentReader.SegmentReader
   /** Partitions attached (open) in this process, ascending. */
   readonly attached: () => ReadonlyArray<number>
+  /** What an attached partition offers the cold tier (its hot index as heads and bodies: tools, tests). */
+  readonly target: (partition: number) => SealTarget | undefined
   /**
    * Seals every attached partition (or those named) now: everything durable, not only past the thresholds. Each
    * partition is reported on its own; the first failure fails the call after the others were attempted.
@@ -126,10 +131,10 @@ export const make = Effect.fnUntraced(function*(store: SegmentStoreShape, limits
     })
 
   const coldStore = ColdStore.of({
-    replay: (partition, onCommit) =>
+    replay: (partition, keepBody, onEvent) =>
       Effect.gen(function*() {
         const started = yield* Clock.currentTimeMillis
-        const stats = yield* reader.replay(partition, onCommit).pipe(
+        const stats = yield* reader.replay(partition, keepBody, onEvent).pipe(
           Effect.catchTag("SegmentStoreError", (e) =>
             Effect.fail(new LogUnavailable({ partition, message: `segments unreadable: ${e.location}: ${e.message}` })))
         )
@@ -142,6 +147,12 @@ export const make = Effect.fnUntraced(function*(store: SegmentStoreShape, limits
         }
         return stats.lastSeq
       }),
+    fetch: (partition, request) =>
+      reader.readSeqs(partition, request).pipe(
+        Effect.map((r) => r.events),
+        Effect.catchTag("SegmentStoreError", (e) =>
+          Effect.fail(new LogUnavailable({ partition, message: `segments unreadable: ${e.location}: ${e.message}` })))
+      ),
     attach: (target) =>
       Effect.gen(function*() {
         const manifest = yield* store.readManifest(target.partition).pipe(
@@ -170,6 +181,7 @@ export const make = Effect.fnUntraced(function*(store: SegmentStoreShape, limits
     store,
     reader,
     attached: () => [...attached.keys()].sort((a, b) => a - b),
+    target: (partition) => attached.get(partition)?.target,
     sealNow: (partitions) =>
       Effect.gen(function*() {
         const chosen = (partitions ?? [...attached.keys()]).slice().sort((a, b) => a - b)

@@ -73,6 +73,7 @@ export const sealPartition = (
       partition,
       watermark: () => Math.max(last, from - 1),
       readRange: (a, b) => events.slice(a - from, b - from + 1),
+      readHeads: (a, b) => events.slice(a - from, b - from + 1),
       truncateLog: (below) => log.truncateBefore?.(below) ?? Effect.void
     }
     return yield* seal(store, target, {

@@ -12,11 +12,11 @@
  * Sealing also compacts the log tail it seals: an event that retention or hard deletion makes erasable (see
  * `Retention.isErasable`) is written to the segment already `$erased` — payload and type removed, position kept — so
  * a hard-deleted event never reaches a segment. The rules come from the stream's events in the partition's hot index
- * (`readRange` from `SealOptions.indexFromSeq`, 1 for an open partition, whose index holds every event).
+ * (`readHeads` from `SealOptions.indexFromSeq`, 1 for an open partition, whose index keeps the bodies of system events).
  */
 import { Clock, Effect } from "effect"
 import type { Errors, Event } from "@chronos/domain"
-import type { SealTarget } from "@chronos/engine/ColdStore"
+import { hasBody, type SealTarget } from "@chronos/engine/ColdStore"
 import { type LogError, LogUnavailable } from "@chronos/engine/EventLog"
 import * as Manifest from "./Manifest.ts"
 import * as Retention from "./Retention.ts"
@@ -116,10 +116,11 @@ export const rulesOfRange = (target: SealTarget, fromSeq: number, toSeq: number)
   const system = new Map<string, Array<Event.StoredEvent>>()
   const last = new Map<string, number>()
   for (let s = fromSeq; s <= toSeq; s += 10_000) {
-    for (const e of target.readRange(s, Math.min(toSeq, s + 9_999))) {
+    // Heads: the partition keeps the bodies of sealed system events only, which is all the rules need.
+    for (const e of target.readHeads(s, Math.min(toSeq, s + 9_999))) {
       const k = streamKey(e.tenant, e.stream)
       last.set(k, Math.max(last.get(k) ?? -1, e.streamVersion))
-      if (e.type === Retention.metadataType || e.type === Retention.deletedType) {
+      if ((e.type === Retention.metadataType || e.type === Retention.deletedType) && hasBody(e)) {
         let list = system.get(k)
         if (list === undefined) system.set(k, list = [])
         list.push(e)

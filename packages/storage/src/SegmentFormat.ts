@@ -18,7 +18,9 @@
  *
  * Rows are sorted by (tenant, stream, stream_version), so one stream is a contiguous run of rows and the row-group
  * statistics of `tenant` and `stream` bound which streams a row group can hold: a reader of one stream skips every
- * other row group (`pruneRowGroups`). Key-value metadata: `chronos.format` (= 1), `chronos.partition`,
+ * other row group (`pruneRowGroups`; `seq` statistics narrow it further for a read of known sequences). Reads of
+ * the keys alone (`decodeHeads`: everything but `data` and `metadata`) never decompress the payload columns: that is
+ * what a cold boot loads. Key-value metadata: `chronos.format` (= 1), `chronos.partition`,
  * `chronos.fromSeq`, `chronos.toSeq`, `chronos.rows` (absent for exports, which span partitions).
  */
 import * as arrow from "apache-arrow"
@@ -48,6 +50,19 @@ export interface SegmentHeader {
   readonly fromSeq: number | undefined
   readonly toSeq: number | undefined
   readonly rows: number
+}
+
+/** Decoded key columns (everything but the payload), in file order. */
+export interface HeadColumns {
+  readonly rows: number
+  readonly tenant: ReadonlyArray<string>
+  readonly stream: ReadonlyArray<string>
+  readonly streamVersion: ReadonlyArray<number>
+  readonly partition: ReadonlyArray<number>
+  readonly seq: ReadonlyArray<number>
+  readonly eventId: ReadonlyArray<string>
+  readonly type: ReadonlyArray<string>
+  readonly timestamp: ReadonlyArray<number>
 }
 
 /** Decoded rows, column by column (row `i` of each array is one event), in file order. */
@@ -258,15 +273,33 @@ export const inspect = (bytes: Uint8Array): { readonly header: SegmentHeader; re
 export const pruneRowGroups = (
   rowGroups: ReadonlyArray<RowGroupStats>,
   tenant: string,
-  stream?: string
+  stream?: string,
+  /** Ascending sequences: keep only row groups whose `seq` range holds one of them. */
+  seqs?: ReadonlyArray<number>
 ): ReadonlyArray<RowGroupStats> =>
   rowGroups.filter((rg) => {
+    if (seqs !== undefined && rg.seqMin !== undefined && rg.seqMax !== undefined) {
+      const k = firstAtOrAbove(seqs, rg.seqMin)
+      if (k === seqs.length || seqs[k]! > rg.seqMax) return false
+    }
     if (rg.tenantMin === undefined || rg.tenantMax === undefined) return true
     if (tenant < rg.tenantMin || tenant > rg.tenantMax) return false
     if (stream === undefined || rg.tenantMin !== rg.tenantMax) return true
     if (rg.streamMin === undefined || rg.streamMax === undefined) return true
     return stream >= rg.streamMin && stream <= rg.streamMax
   })
+
+/** Index of the first element of the ascending `values` that is `>= x` (`values.length`: none). */
+export const firstAtOrAbove = (values: ReadonlyArray<number>, x: number): number => {
+  let lo = 0
+  let hi = values.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (values[mid]! < x) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
 
 const column = (table: arrow.Table, name: string) => {
   const v = table.getChild(name)
@@ -301,9 +334,16 @@ const numbers = (table: arrow.Table, name: string, rows: ReadonlyArray<number> |
   return out
 }
 
-const readTable = (bytes: Uint8Array, rowGroups: ReadonlyArray<number> | undefined): arrow.Table => {
+const readTable = (
+  bytes: Uint8Array,
+  rowGroups: ReadonlyArray<number> | undefined,
+  names?: ReadonlyArray<string>
+): arrow.Table => {
   try {
-    const wasm = rowGroups === undefined ? pw.readParquet(bytes) : pw.readParquet(bytes, { rowGroups: [...rowGroups] })
+    const wasm = pw.readParquet(bytes, {
+      ...(rowGroups === undefined ? {} : { rowGroups: [...rowGroups] }),
+      ...(names === undefined ? {} : { columns: [...names] })
+    })
     return arrow.tableFromIPC(wasm.intoIPCStream())
   } catch (error) {
     throw new FormatError(`cannot decode: ${error instanceof Error ? error.message : String(error)}`)
@@ -323,6 +363,66 @@ const columnsOf = (table: arrow.Table, rows: ReadonlyArray<number> | undefined):
   data: strings(table, "data", rows),
   metadata: strings(table, "metadata", rows)
 })
+
+const headColumnNames = columns.filter((name) => name !== "data" && name !== "metadata")
+
+/**
+ * Every row's key columns, without reading the payload columns (`data`, `metadata`) at all: their pages are never
+ * decompressed. `bodies` reads the payload of some rows afterwards (the rows a caller keeps bodies for). Throws
+ * `FormatError`.
+ */
+export const decodeHeads = (bytes: Uint8Array): {
+  readonly heads: HeadColumns
+  readonly bodies: (rows: ReadonlyArray<number>) => { readonly data: Array<string>; readonly metadata: Array<string> }
+} => {
+  const table = readTable(bytes, undefined, headColumnNames)
+  const heads: HeadColumns = {
+    rows: table.numRows,
+    tenant: strings(table, "tenant", undefined),
+    stream: strings(table, "stream", undefined),
+    streamVersion: numbers(table, "stream_version", undefined),
+    partition: numbers(table, "partition", undefined),
+    seq: numbers(table, "seq", undefined),
+    eventId: strings(table, "event_id", undefined),
+    type: strings(table, "type", undefined),
+    timestamp: numbers(table, "timestamp", undefined)
+  }
+  return {
+    heads,
+    bodies: (rows) => {
+      if (rows.length === 0) return { data: [], metadata: [] }
+      const payload = readTable(bytes, undefined, ["data", "metadata"])
+      if (payload.numRows !== table.numRows) throw new FormatError(`payload columns hold ${payload.numRows} rows, not ${table.numRows}`)
+      return { data: strings(payload, "data", rows), metadata: strings(payload, "metadata", rows) }
+    }
+  }
+}
+
+/**
+ * The rows of the given row groups (in file order) whose `(tenant, stream, seq)` passes `keep`: the other rows'
+ * payload columns are never converted to JavaScript values. Throws `FormatError`.
+ */
+export const decodeWhere = (
+  bytes: Uint8Array,
+  rowGroups: ReadonlyArray<number>,
+  keep: (tenant: string, stream: string, seq: number) => boolean
+): SegmentColumns => {
+  const table = readTable(bytes, rowGroups)
+  const tenants = column(table, "tenant")
+  const streams = column(table, "stream")
+  const seqs = column(table, "seq")
+  const rows: Array<number> = []
+  for (let i = 0; i < table.numRows; i++) {
+    const t: unknown = tenants.get(i)
+    const st: unknown = streams.get(i)
+    const sq = toNumber(seqs.get(i))
+    if (typeof t !== "string" || typeof st !== "string" || sq === undefined) {
+      throw new FormatError(`row ${i} of row groups [${rowGroups.join(", ")}] has no tenant, stream or seq`)
+    }
+    if (keep(t, st, sq)) rows.push(i)
+  }
+  return columnsOf(table, rows)
+}
 
 /** Reads rows, all of them or only those of the given row groups (in file order). Throws `FormatError`. */
 export const decode = (bytes: Uint8Array, rowGroups?: ReadonlyArray<number>): SegmentColumns =>
@@ -348,26 +448,36 @@ export const decodeStream = (
   return columnsOf(table, rows)
 }
 
-/** Row `i` as an event (parses its JSON). Throws `FormatError` when `data` or `metadata` is not JSON. */
-export const eventAt = (c: SegmentColumns, i: number): Event.StoredEvent => {
+/** A row's payload from its JSON text. Throws `FormatError` when it is not JSON or `metadata` is not an object. */
+export const parseBody = (
+  dataJson: string,
+  metadataJson: string,
+  row: number
+): { readonly data: unknown; readonly metadata: Readonly<Record<string, unknown>> } => {
   let data: unknown
   let metadata: unknown
   try {
-    data = JSON.parse(c.data[i]!)
-    metadata = JSON.parse(c.metadata[i]!)
+    data = JSON.parse(dataJson)
+    metadata = JSON.parse(metadataJson)
   } catch (error) {
-    throw new FormatError(`row ${i}: data or metadata is not JSON (${error instanceof Error ? error.message : String(error)})`)
+    throw new FormatError(`row ${row}: data or metadata is not JSON (${error instanceof Error ? error.message : String(error)})`)
   }
   if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
-    throw new FormatError(`row ${i}: metadata is not a JSON object`)
+    throw new FormatError(`row ${row}: metadata is not a JSON object`)
   }
+  return { data, metadata: metadata as Record<string, unknown> }
+}
+
+/** Row `i` as an event (parses its JSON). Throws `FormatError` when `data` or `metadata` is not JSON. */
+export const eventAt = (c: SegmentColumns, i: number): Event.StoredEvent => {
+  const { data, metadata } = parseBody(c.data[i]!, c.metadata[i]!, i)
   return {
     eventId: c.eventId[i]!,
     tenant: c.tenant[i]!,
     stream: c.stream[i]!,
     type: c.type[i]!,
     data,
-    metadata: metadata as Record<string, unknown>,
+    metadata,
     timestamp: c.timestamp[i]!,
     streamVersion: c.streamVersion[i]!,
     partition: c.partition[i]!,

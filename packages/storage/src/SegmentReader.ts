@@ -1,18 +1,23 @@
 /**
  * Verified reads of segments. It owns the rule that nothing of a segment is served before its SHA-256 matches the
- * manifest and its rows match the manifest's range (one row per sequence, this partition only), and the two ways
+ * manifest and its rows match the manifest's range (one row per sequence, this partition only), and the ways
  * segments are read:
- *  - `replay`: every sealed event of a partition in sequence order, as commits, for a partition's load (cold boot);
- *  - `readStream`: one stream's events, reading only the row groups whose statistics can hold the stream (pruning),
- *    through a bounded cache of verified segment files (`segmentCacheBytesMax`). The engine does not need this yet
- *    (its hot index keeps every event after load); it is the read path of a bounded-memory engine and of tools.
+ *  - `replay`: every sealed event of a partition in sequence order, as heads (no payload: the payload columns are
+ *    not even decompressed), bodies only for the rows the caller asks for, for a partition's load (cold boot);
+ *  - `readSeqs`: the sealed events a partition's read needs the bodies of (its hot index keeps only heads of sealed
+ *    events), reading only the segments whose range holds them and, in those, only the row groups whose statistics
+ *    (tenant, stream, seq ranges) can hold them;
+ *  - `readStream`: one stream's events, pruned the same way (tools, tests).
+ * Both pruned reads go through a bounded cache of verified segment files (`segmentCacheBytesMax`, least recently
+ * used out first), so a hit costs neither I/O nor a checksum.
  *
  * Damage is always a typed `CorruptData` whose `location` names the segment (and the row, when one row is at fault).
+ * A pruned read fails only when a segment it needs is damaged: reads of other segments are unaffected.
  */
 import { Clock, Effect } from "effect"
 import { createHash } from "node:crypto"
 import { Errors, type Event } from "@chronos/domain"
-import type { Commit, CommitEvent } from "@chronos/engine/Commit"
+import type { EventHead } from "@chronos/engine/ColdStore"
 import * as Manifest from "./Manifest.ts"
 import * as SegmentFormat from "./SegmentFormat.ts"
 import type { SegmentStoreError, SegmentStoreShape } from "./SegmentStore.ts"
@@ -22,6 +27,13 @@ export const sha256 = (bytes: Uint8Array): string => createHash("sha256").update
 export interface ReadStreamOptions {
   readonly fromVersion?: number | undefined
   readonly toVersion?: number | undefined
+}
+
+export interface ReadSeqsRequest {
+  /** Ascending, without duplicates; each must be sealed. */
+  readonly seqs: ReadonlyArray<number>
+  readonly tenant: string
+  readonly stream?: string | undefined
 }
 
 /** What a pruned read touched: how much the statistics saved. */
@@ -47,10 +59,26 @@ export interface SegmentReader {
     entry: Manifest.SegmentEntry,
     cache?: boolean
   ) => Effect.Effect<Uint8Array, Errors.CorruptData | SegmentStoreError>
+  /**
+   * Calls `onEvent` for every sealed event of `partition` in sequence order: with its body when `keepBody(type)`,
+   * otherwise as a head. Each segment is verified before any of its rows is served.
+   */
   readonly replay: (
     partition: number,
-    onCommit: (commit: Commit) => void
+    keepBody: (type: string) => boolean,
+    onEvent: (event: EventHead | Event.StoredEvent) => void
   ) => Effect.Effect<ReplayStats, Errors.CorruptData | SegmentStoreError>
+  /**
+   * The sealed events `request.seqs` of `partition`, in that order; `CorruptData` naming the segment when a segment
+   * needed is damaged or does not hold an event asked for.
+   */
+  readonly readSeqs: (
+    partition: number,
+    request: ReadSeqsRequest
+  ) => Effect.Effect<
+    { readonly events: ReadonlyArray<Event.StoredEvent>; readonly stats: ReadStats },
+    Errors.CorruptData | SegmentStoreError
+  >
   readonly readStream: (
     partition: number,
     tenant: string,
@@ -62,6 +90,8 @@ export interface SegmentReader {
   >
   /** Forgets cached files (after a compaction replaced segments). */
   readonly clearCache: () => void
+  /** Totals of every pruned read since the reader was made (`readSeqs` and `readStream`), and the cached bytes. */
+  readonly totals: () => ReadStats & { readonly reads: number; readonly cachedBytes: number }
 }
 
 interface Cached {
@@ -79,7 +109,7 @@ export const rowsBySeq = (
   location: string,
   partition: number,
   entry: Manifest.SegmentEntry,
-  c: SegmentFormat.SegmentColumns
+  c: Pick<SegmentFormat.HeadColumns, "rows" | "seq" | "partition">
 ): Int32Array => {
   if (c.rows !== entry.rows) throw corrupt(location, `${c.rows} rows, the manifest says ${entry.rows}`)
   const order = new Int32Array(entry.toSeq - entry.fromSeq + 1).fill(-1)
@@ -159,25 +189,108 @@ export const make = (store: SegmentStoreShape, options: { readonly cacheBytesMax
         : Effect.fail(corrupt(store.location(partition, "MANIFEST.json"), problems.join("; ")))
     })
 
-  const replay: SegmentReader["replay"] = (partition, onCommit) =>
+  const replay: SegmentReader["replay"] = (partition, keepBody, onEvent) =>
     Effect.gen(function*() {
       const manifest = yield* manifestOf(partition)
       let events = 0
       let bytesRead = 0
       for (const entry of manifest.segments) {
-        // Not cached: a replay reads each segment once, and the hot index keeps the events afterwards.
+        // Not cached: a replay reads each segment once, and the partition keeps only heads afterwards.
         const bytes = yield* fetchVerified(partition, entry)
         bytesRead += bytes.length
         const location = store.location(partition, entry.file)
-        const commits = yield* Effect.try({
-          try: () => segmentCommits(location, partition, entry, bytes),
+        const sealed = yield* Effect.try({
+          try: () => segmentHeads(location, partition, entry, bytes, keepBody),
           catch: (error) =>
             error instanceof Errors.CorruptData ? error : corrupt(location, String((error as Error).message))
         })
-        for (const commit of commits) onCommit(commit)
+        for (const event of sealed) onEvent(event)
         events += entry.rows
       }
       return { segments: manifest.segments.length, events, bytes: bytesRead, lastSeq: Manifest.sealedThrough(manifest) }
+    })
+
+  const totals = { reads: 0, segments: 0, rowGroups: 0, rowGroupsRead: 0, rowsRead: 0, cacheHits: 0 }
+  const count = (stats: ReadStats) => {
+    totals.reads++
+    totals.segments += stats.segments
+    totals.rowGroups += stats.rowGroups
+    totals.rowGroupsRead += stats.rowGroupsRead
+    totals.rowsRead += stats.rowsRead
+    totals.cacheHits += stats.cacheHits
+  }
+
+  const readSeqs: SegmentReader["readSeqs"] = (partition, request) =>
+    Effect.gen(function*() {
+      const { seqs, tenant, stream } = request
+      const out: Array<Event.StoredEvent> = new Array(seqs.length)
+      let segments = 0
+      let rowGroups = 0
+      let rowGroupsRead = 0
+      let rowsRead = 0
+      let cacheHits = 0
+      if (seqs.length === 0) return { events: out, stats: { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits } }
+      const manifest = yield* manifestOf(partition)
+      let filled = 0
+      for (const entry of manifest.segments) {
+        // The sequences asked for that this segment holds: seqs[from, to).
+        const from = SegmentFormat.firstAtOrAbove(seqs, entry.fromSeq)
+        const to = SegmentFormat.firstAtOrAbove(seqs, entry.toSeq + 1)
+        if (from === to) continue
+        segments++
+        const wanted = seqs.slice(from, to)
+        const { hit, value } = yield* cachedSegment(partition, entry)
+        if (hit) cacheHits++
+        rowGroups += value.rowGroups.length
+        const candidates = SegmentFormat.pruneRowGroups(value.rowGroups, tenant, stream, wanted)
+        rowGroupsRead += candidates.length
+        for (const rg of candidates) rowsRead += rg.rows
+        const location = store.location(partition, entry.file)
+        const found = yield* Effect.try({
+          try: () => {
+            const keep = new Set(wanted)
+            const c = SegmentFormat.decodeWhere(
+              value.bytes,
+              candidates.map((rg) => rg.index),
+              (t, st, sq) => keep.has(sq) && t === tenant && (stream === undefined || st === stream)
+            )
+            const events: Array<Event.StoredEvent> = []
+            for (let i = 0; i < c.rows; i++) {
+              if (c.partition[i] !== partition) {
+                throw corrupt(`${location} row group rows`, `row of partition ${c.partition[i]} in a segment of partition ${partition}`)
+              }
+              events.push(SegmentFormat.eventAt(c, i))
+            }
+            return events
+          },
+          catch: (error) =>
+            error instanceof Errors.CorruptData ? error : corrupt(location, String((error as Error).message))
+        })
+        // Rows are in (tenant, stream, version) order: place each at the index of its sequence in the request.
+        for (const e of found) {
+          const k = from + SegmentFormat.firstAtOrAbove(wanted, e.seq)
+          if (seqs[k] !== e.seq || out[k] !== undefined) {
+            return yield* Effect.fail(corrupt(location, `seq ${e.seq} appears twice`))
+          }
+          out[k] = e
+          filled++
+        }
+        if (found.length !== wanted.length) {
+          const missing = wanted.find((sq) => !found.some((e) => e.seq === sq))
+          return yield* Effect.fail(
+            corrupt(location, `seq ${missing} of tenant ${tenant}${stream === undefined ? "" : ` stream ${stream}`} is not in the segment`)
+          )
+        }
+      }
+      if (filled !== seqs.length) {
+        const missing = seqs.find((_, k) => out[k] === undefined)
+        return yield* Effect.fail(
+          corrupt(store.location(partition, "MANIFEST.json"), `seq ${missing} is in no segment of the manifest`)
+        )
+      }
+      const stats = { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits }
+      count(stats)
+      return { events: out, stats }
     })
 
   const readStream: SegmentReader["readStream"] = (partition, tenant, stream, readOptions = {}) =>
@@ -220,65 +333,72 @@ export const make = (store: SegmentStoreShape, options: { readonly cacheBytesMax
         for (const e of found) out.push(e)
       }
       out.sort((a, b) => a.streamVersion - b.streamVersion)
-      return {
-        events: out,
-        stats: { segments: manifest.segments.length, rowGroups, rowGroupsRead, rowsRead, cacheHits }
-      }
+      const stats = { segments: manifest.segments.length, rowGroups, rowGroupsRead, rowsRead, cacheHits }
+      count(stats)
+      return { events: out, stats }
     })
 
   return {
     load,
     replay,
+    readSeqs,
     readStream,
     clearCache: () => {
       cache.clear()
       cachedBytes = 0
-    }
+    },
+    totals: () => ({ ...totals, cachedBytes })
   }
 }
 
 /**
- * The segment's rows as commits in sequence order: one commit per run of consecutive rows with the same timestamp
- * (the partition applies a commit's timestamp to all its events). Throws `CorruptData` on damage.
+ * The segment's rows in sequence order, as heads, or with their bodies when `keepBody(type)`. Checks the rows against
+ * the manifest entry and that timestamps never decrease along the sequence. Throws `CorruptData` on damage.
  */
-export const segmentCommits = (
+export const segmentHeads = (
   location: string,
   partition: number,
   entry: Manifest.SegmentEntry,
-  bytes: Uint8Array
-): Array<Commit> => {
-  const c = SegmentFormat.decode(bytes)
+  bytes: Uint8Array,
+  keepBody: (type: string) => boolean
+): Array<EventHead | Event.StoredEvent> => {
+  const { heads: c, bodies } = SegmentFormat.decodeHeads(bytes)
   const order = rowsBySeq(location, partition, entry, c)
-  const commits: Array<Commit> = []
-  let current: { firstSeq: number; timestamp: number; events: Array<CommitEvent> } | undefined
+  const out: Array<EventHead | Event.StoredEvent> = new Array(order.length)
+  const withBody: Array<number> = []
+  let last = -Infinity
   for (let k = 0; k < order.length; k++) {
     const i = order[k]!
     const timestamp = c.timestamp[i]!
-    if (current !== undefined && timestamp < current.timestamp) {
-      throw corrupt(`${location} row ${i}`, `timestamp goes backwards at seq ${entry.fromSeq + k}`)
+    if (timestamp < last) throw corrupt(`${location} row ${i}`, `timestamp goes backwards at seq ${entry.fromSeq + k}`)
+    last = timestamp
+    out[k] = {
+      eventId: c.eventId[i]!,
+      tenant: c.tenant[i]!,
+      stream: c.stream[i]!,
+      type: c.type[i]!,
+      timestamp,
+      streamVersion: c.streamVersion[i]!,
+      partition,
+      seq: entry.fromSeq + k
     }
-    let event: Event.StoredEvent
-    try {
-      event = SegmentFormat.eventAt(c, i)
-    } catch (error) {
-      throw corrupt(`${location} row ${i}`, String((error as Error).message))
-    }
-    if (current === undefined || current.timestamp !== timestamp) {
-      if (current !== undefined) commits.push({ partition, ...current })
-      current = { firstSeq: entry.fromSeq + k, timestamp, events: [] }
-    }
-    current.events.push({
-      eventId: event.eventId,
-      tenant: event.tenant,
-      stream: event.stream,
-      type: event.type,
-      streamVersion: event.streamVersion,
-      data: event.data,
-      metadata: event.metadata
-    })
+    if (keepBody(c.type[i]!)) withBody.push(k)
   }
-  if (current !== undefined) commits.push({ partition, ...current })
-  return commits
+  if (withBody.length > 0) {
+    const rows = withBody.map((k) => order[k]!)
+    const b = bodies(rows)
+    for (let j = 0; j < withBody.length; j++) {
+      const k = withBody[j]!
+      let body: ReturnType<typeof SegmentFormat.parseBody>
+      try {
+        body = SegmentFormat.parseBody(b.data[j]!, b.metadata[j]!, rows[j]!)
+      } catch (error) {
+        throw corrupt(`${location} row ${rows[j]}`, String((error as Error).message))
+      }
+      out[k] = { ...out[k]!, data: body.data, metadata: body.metadata }
+    }
+  }
+  return out
 }
 
 /** Milliseconds since `startMs` on the Clock (for the startup report). */
