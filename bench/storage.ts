@@ -18,14 +18,23 @@
  *  - cold read of one stream: `SegmentReader.readStream` with row-group pruning — cold (cache dropped: file read,
  *    SHA-256 of each segment, footer, pruned row groups decoded) and warm (segments cached, pruned decode only);
  *    and the same read without pruning (every row group decoded) for comparison;
- *  - cold boot: `SegmentReader.replay` of the whole partition (verify + decode + commits), events/s.
+ *  - cold boot: `SegmentReader.replay` of the whole partition (verify + decode of the key columns, as heads), events/s;
+ *  - through the engine (an embedded store, one partition, `--driver local` only): heap bytes per event with every
+ *    body in memory (hot) and after a seal (bodies dropped, heads kept), measured after full GCs; and the latency of
+ *    one stream's read whose events are all sealed (bodies fetched from the segments): cache miss (segment read,
+ *    SHA-256, pruned decode) and cache hit (pruned decode only).
  */
-import { Clock, Effect } from "effect"
+import { Clock, Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { defaults } from "@chronos/config"
-import type { Event } from "@chronos/domain"
+import { Event } from "@chronos/domain"
+import { Engine } from "@chronos/engine/Engine"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
+import { ColdTier } from "../packages/storage/src/ColdTier.ts"
+import * as Embedded from "../packages/storage/src/Embedded.ts"
 import * as Commit from "@chronos/engine/Commit"
 import * as Manifest from "../packages/storage/src/Manifest.ts"
 import * as SegmentFormat from "../packages/storage/src/SegmentFormat.ts"
@@ -172,6 +181,9 @@ const program = Effect.gen(function*() {
   const bootMs = performance.now() - bootStart
   if (replayed !== total) throw new Error(`replayed ${replayed} of ${total}`)
 
+  // --- through the engine: memory per event, hot vs sealed, and cold reads of one stream --------------------------
+  const engine = DRIVER === "local" ? yield* engineMeasures(sentence, next) : undefined
+
   const mib = (bytes: number, ms: number) => Number((bytes / 1_048_576 / (ms / 1000)).toFixed(1))
   return {
     machine: { cpus: os.cpus().length, node: process.version, loadavg: os.loadavg().map((l) => Number(l.toFixed(2))) },
@@ -198,9 +210,102 @@ const program = Effect.gen(function*() {
       rowGroupsReadPerRead: Number((rowGroupsRead / READS).toFixed(2)),
       rowGroupsPerRead: rowGroups / READS
     },
-    coldBoot: { ms: Math.round(bootMs), eventsPerSecond: Math.round(total / (bootMs / 1000)) }
+    coldBoot: { ms: Math.round(bootMs), eventsPerSecond: Math.round(total / (bootMs / 1000)) },
+    ...(engine === undefined ? {} : { engine })
   }
 })
+
+/** A full collection (`--expose-gc` at run time: the script is started by `node` without flags). */
+const fullGc = (() => {
+  v8.setFlagsFromString("--expose-gc")
+  const gc = vm.runInNewContext("gc") as () => void
+  return () => {
+    gc()
+    gc()
+  }
+})()
+
+/**
+ * The same workload through an embedded engine (file log + local segments, one partition, sealing only on demand):
+ * heap per event before and after a seal, then cold reads of one stream through `Engine.readStream`.
+ */
+const engineMeasures = (sentence: () => string, next: () => number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chronos-bench-engine-"))
+    yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dataDir, { recursive: true, force: true })))
+    const total = STREAMS * PER_STREAM
+    fullGc()
+    const emptyHeap = process.memoryUsage().heapUsed
+    const context = yield* Layer.build(Embedded.layer({
+      dataDir,
+      partitions: 1,
+      coldSealBytesMin: 1e15,
+      coldSealAgeMs: 1e15,
+      coldSealCheckIntervalMs: 3_600_000
+    })).pipe(Effect.orDie)
+    const engine = Context.get(context, Engine)
+    const tier = Context.get(context, ColdTier)
+    fullGc()
+    const baseHeap = process.memoryUsage().heapUsed
+    for (let i = 0; i < total; i += 500) {
+      const exits = yield* engine.appendMany(Array.from({ length: Math.min(500, total - i) }, (_, k) => {
+        const n = i + k
+        return {
+          tenant: "acme",
+          stream: `order-${n % STREAMS}`,
+          request: {
+            events: [Event.propose(n % 4 === 0 ? "OrderPlaced" : "ItemAdded", {
+              text: sentence(),
+              amount: next() % 100_000,
+              currency: "EUR",
+              sku: `sku-${next() % 5_000}`
+            }, { metadata: { correlationId: `c-${Math.floor(n / 4)}` } })]
+          }
+        }
+      }))
+      for (const exit of exits) if (exit._tag === "Failure") throw new Error(`append failed: ${String(exit.cause)}`)
+    }
+    fullGc()
+    const hotHeap = process.memoryUsage().heapUsed
+    const sealStart = performance.now()
+    yield* tier.sealNow().pipe(Effect.orDie)
+    const sealMs = performance.now() - sealStart
+    tier.reader.clearCache()
+    fullGc()
+    const sealedHeap = process.memoryUsage().heapUsed
+    log(`engine: ${total} events, heap ${((hotHeap - baseHeap) / 1_048_576).toFixed(1)} MiB hot, ` +
+      `${((sealedHeap - baseHeap) / 1_048_576).toFixed(1)} MiB after the seal`)
+
+    const picks = Array.from({ length: READS }, (_, k) => `order-${(k * 7919) % STREAMS}`)
+    const miss: Array<number> = []
+    const hit: Array<number> = []
+    for (const stream of picks) {
+      tier.reader.clearCache()
+      const a = performance.now()
+      const events = yield* engine.readStream("acme", stream, { limit: 1_000 }).pipe(Effect.orDie)
+      miss.push(performance.now() - a)
+      if (events.length !== PER_STREAM) throw new Error(`engine read ${events.length} events of ${stream}`)
+      const b = performance.now()
+      yield* engine.readStream("acme", stream, { limit: 1_000 }).pipe(Effect.orDie)
+      hit.push(performance.now() - b)
+    }
+    const totals = tier.reader.totals()
+    return {
+      events: total,
+      engineHeapBytes: baseHeap - emptyHeap,
+      heapBytesPerEvent: {
+        hot: Math.round((hotHeap - baseHeap) / total),
+        sealed: Math.round((sealedHeap - baseHeap) / total)
+      },
+      sealMs: Math.round(sealMs),
+      coldReadOneStream: {
+        cacheMissMs: { p50: percentile(miss, 50), p99: percentile(miss, 99) },
+        cacheHitMs: { p50: percentile(hit, 50), p99: percentile(hit, 99) },
+        rowGroupsReadPerRead: Number((totals.rowGroupsRead / totals.reads).toFixed(2)),
+        rowGroupsPerRead: Number((totals.rowGroups / totals.reads).toFixed(2))
+      }
+    }
+  }))
 
 const result = await Effect.runPromise(Effect.scoped(program))
 process.stdout.write(JSON.stringify(result, null, 2) + "\n")
