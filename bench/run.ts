@@ -25,6 +25,7 @@ import { ChronosConfig } from "@chronos/config"
 import { Engine } from "@chronos/engine/Engine"
 import { EventLog } from "@chronos/engine/EventLog"
 import { freePorts, startNatsServer } from "../test/support/NatsServer.ts"
+import * as PeerWorkload from "./peerWorkload.ts"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const args = new Set(process.argv.slice(2))
@@ -186,32 +187,19 @@ const overHttp = async () => {
   const server = await startServer(dataDir, port!)
   try {
     log(`» HTTP (file driver): ingest ${STREAMS * PER_STREAM} events, ${WRITERS} writers × ${DEPTH} in flight`)
-    const t0 = performance.now()
-    await Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
-      const mine: Array<number> = []
-      for (let s = w; s < STREAMS; s += WRITERS) mine.push(s)
-      // Each writer keeps DEPTH appends in flight, one per stream; a stream's next append waits for its ack.
-      const version = new Map<number, number>()
-      let cursor = 0
-      const total = mine.length * PER_STREAM
-      const lane = async () => {
-        while (cursor < total) {
-          const k = cursor++
-          const s = mine[k % mine.length]!
-          const round = Math.floor(k / mine.length)
-          while ((version.get(s) ?? -1) !== round - 1) await new Promise((r) => setImmediate(r))
-          const res = await request(port!, "POST", `/v1/tenants/bench/streams/s-${s}/events`, {
-            expectedVersion: round === 0 ? "no_stream" : round - 1,
-            events: [{ type: "Deposited", data: payload }]
-          })
-          if (res.status !== 200) throw new Error(`append ${res.status} ${res.body}`)
-          version.set(s, round)
-        }
+    const ingest = await PeerWorkload.run({
+      streams: STREAMS,
+      perStream: PER_STREAM,
+      writers: WRITERS,
+      depth: DEPTH,
+      send: async (_writer, s, round) => {
+        const res = await request(port!, "POST", `/v1/tenants/bench/streams/s-${s}/events`, {
+          expectedVersion: round === 0 ? "no_stream" : round - 1,
+          events: [{ type: "Deposited", data: payload }]
+        })
+        if (res.status !== 200) throw new Error(`append ${res.status} ${res.body}`)
       }
-      await Promise.all(Array.from({ length: Math.min(DEPTH, mine.length) }, lane))
-    }))
-    const seconds = (performance.now() - t0) / 1_000
-    const ingest = { events: STREAMS * PER_STREAM, seconds: +seconds.toFixed(2), eventsPerSec: Math.round((STREAMS * PER_STREAM) / seconds) }
+    })
     log(`  ${ingest.eventsPerSec} events/s`)
 
     log("» HTTP: 1,000-event batch appends")
