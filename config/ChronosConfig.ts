@@ -210,6 +210,11 @@ export interface ChronosConfigShape {
   /** Bytes of verified segment files a reader keeps in memory (the cold-read cache). */
   readonly segmentCacheBytesMax: number
   /**
+   * Bytes of decoded row groups (Arrow columns, decompressed) a reader keeps besides the files: a repeated cold read
+   * of the same rows skips the ZSTD decode, which is most of its cost.
+   */
+  readonly segmentRowGroupCacheBytesMax: number
+  /**
    * Where segments and manifests live: `default` (plain files under `<dataDir>/segments/` with the file log, none
    * otherwise), `local`, `nats` (NATS Object Store + KV buckets replicated like the log, at `natsUrls`), `none`.
    */
@@ -292,6 +297,7 @@ export const defaults: ChronosConfigShape = {
   segmentRowGroupRowsMax: 4_096,
   segmentEventsMax: 250_000,
   segmentCacheBytesMax: 256 * 1_048_576,
+  segmentRowGroupCacheBytesMax: 64 * 1_048_576,
   segmentStoreDriver: "default",
   segmentStoreTimeoutMs: 30_000
 }

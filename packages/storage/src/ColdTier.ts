@@ -5,7 +5,8 @@
  *    payload stays in the segments), with one log line per partition saying how many segments and events it loaded
  *    and how long that took;
  *  - cold reads: the bodies of sealed events a partition's read needs (`ColdStore.fetch`, over
- *    `SegmentReader.readSeqs`: pruned by row-group statistics, through the `segmentCacheBytesMax` cache);
+ *    `SegmentReader.readSeqs`: pruned by row-group statistics, through the `segmentCacheBytesMax` and
+ *    `segmentRowGroupCacheBytesMax` caches);
  *  - the sealing policy: each partition attached here (every partition this process owns) is checked every
  *    `coldSealCheckIntervalMs`; its durable, unsealed range is sealed once it holds `coldSealBytesMin` bytes
  *    (estimated from the events' JSON) or its oldest unsealed event is `coldSealAgeMs` old;
@@ -36,6 +37,7 @@ export type ColdTierLimits = Pick<
   | "segmentRowGroupRowsMax"
   | "segmentEventsMax"
   | "segmentCacheBytesMax"
+  | "segmentRowGroupCacheBytesMax"
 >
 
 export interface ColdTierShape {
@@ -86,7 +88,10 @@ interface Attached {
 }
 
 export const make = Effect.fnUntraced(function*(store: SegmentStoreShape, limits: ColdTierLimits) {
-  const reader = SegmentReader.make(store, { cacheBytesMax: limits.segmentCacheBytesMax })
+  const reader = SegmentReader.make(store, {
+    cacheBytesMax: limits.segmentCacheBytesMax,
+    rowGroupCacheBytesMax: limits.segmentRowGroupCacheBytesMax
+  })
   const attached = new Map<number, Attached>()
   const locks = new Map<number, Semaphore.Semaphore>()
   const lockOf = (partition: number) => {

@@ -398,6 +398,21 @@ export const decodeHeads = (bytes: Uint8Array): {
   }
 }
 
+/** One row group, decompressed into Arrow columns (not JavaScript values yet): what a reader's row-group cache keeps. */
+export interface DecodedRowGroup {
+  readonly table: arrow.Table
+  /** Bytes of its column buffers. */
+  readonly byteLength: number
+}
+
+/** Decompresses row group `index`. Throws `FormatError`. */
+export const decodeRowGroup = (bytes: Uint8Array, index: number): DecodedRowGroup => {
+  const table = readTable(bytes, [index])
+  let byteLength = 0
+  for (const name of columns) byteLength += column(table, name).byteLength
+  return { table, byteLength }
+}
+
 /**
  * The rows of the given row groups (in file order) whose `(tenant, stream, seq)` passes `keep`: the other rows'
  * payload columns are never converted to JavaScript values. Throws `FormatError`.
@@ -406,19 +421,27 @@ export const decodeWhere = (
   bytes: Uint8Array,
   rowGroups: ReadonlyArray<number>,
   keep: (tenant: string, stream: string, seq: number) => boolean
+): SegmentColumns => selectRows({ table: readTable(bytes, rowGroups), byteLength: 0 }, keep)
+
+/** `decodeWhere` over row groups already decoded. Throws `FormatError`. */
+export const selectRows = (
+  group: DecodedRowGroup,
+  keep: (tenant: string, stream: string, seq: number) => boolean,
+  /** A cheaper test on the sequence alone, applied first (the strings of rows it rejects are never decoded). */
+  seqWanted?: (seq: number) => boolean
 ): SegmentColumns => {
-  const table = readTable(bytes, rowGroups)
+  const table = group.table
   const tenants = column(table, "tenant")
   const streams = column(table, "stream")
   const seqs = column(table, "seq")
   const rows: Array<number> = []
   for (let i = 0; i < table.numRows; i++) {
+    const sq = toNumber(seqs.get(i))
+    if (sq === undefined) throw new FormatError(`row ${i} has no seq`)
+    if (seqWanted !== undefined && !seqWanted(sq)) continue
     const t: unknown = tenants.get(i)
     const st: unknown = streams.get(i)
-    const sq = toNumber(seqs.get(i))
-    if (typeof t !== "string" || typeof st !== "string" || sq === undefined) {
-      throw new FormatError(`row ${i} of row groups [${rowGroups.join(", ")}] has no tenant, stream or seq`)
-    }
+    if (typeof t !== "string" || typeof st !== "string") throw new FormatError(`row ${i} has no tenant or stream`)
     if (keep(t, st, sq)) rows.push(i)
   }
   return columnsOf(table, rows)

@@ -9,7 +9,8 @@
  *    (tenant, stream, seq ranges) can hold them;
  *  - `readStream`: one stream's events, pruned the same way (tools, tests).
  * Both pruned reads go through a bounded cache of verified segment files (`segmentCacheBytesMax`, least recently
- * used out first), so a hit costs neither I/O nor a checksum.
+ * used out first), so a hit costs neither I/O nor a checksum; `readSeqs` also keeps the row groups it decoded
+ * (`segmentRowGroupCacheBytesMax`, least recently used out first), so a repeat skips the decompression too.
  *
  * Damage is always a typed `CorruptData` whose `location` names the segment (and the row, when one row is at fault).
  * A pruned read fails only when a segment it needs is damaged: reads of other segments are unaffected.
@@ -43,6 +44,8 @@ export interface ReadStats {
   readonly rowGroupsRead: number
   readonly rowsRead: number
   readonly cacheHits: number
+  /** Row groups served decoded from the row-group cache (`readSeqs` only). */
+  readonly rowGroupHits: number
 }
 
 export interface ReplayStats {
@@ -88,10 +91,14 @@ export interface SegmentReader {
     { readonly events: ReadonlyArray<Event.StoredEvent>; readonly stats: ReadStats },
     Errors.CorruptData | SegmentStoreError
   >
-  /** Forgets cached files (after a compaction replaced segments). */
+  /** Forgets cached files and row groups (after a compaction replaced segments; benchmarks). */
   readonly clearCache: () => void
   /** Totals of every pruned read since the reader was made (`readSeqs` and `readStream`), and the cached bytes. */
-  readonly totals: () => ReadStats & { readonly reads: number; readonly cachedBytes: number }
+  readonly totals: () => ReadStats & {
+    readonly reads: number
+    readonly cachedBytes: number
+    readonly rowGroupCachedBytes: number
+  }
 }
 
 interface Cached {
@@ -128,7 +135,39 @@ export const rowsBySeq = (
   return order
 }
 
-export const make = (store: SegmentStoreShape, options: { readonly cacheBytesMax: number }): SegmentReader => {
+export interface ReaderOptions {
+  /** `ChronosConfig.segmentCacheBytesMax`: verified files kept. */
+  readonly cacheBytesMax: number
+  /** `ChronosConfig.segmentRowGroupCacheBytesMax`: decoded row groups kept (0, the default: none). */
+  readonly rowGroupCacheBytesMax?: number | undefined
+}
+
+export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentReader => {
+  const rowGroupCacheBytesMax = options.rowGroupCacheBytesMax ?? 0
+  // Insertion-ordered like `cache`; keyed by file, checksum and row group.
+  const rowGroupCache = new Map<string, SegmentFormat.DecodedRowGroup>()
+  let rowGroupCachedBytes = 0
+  /** Row group `index` of a verified file, decoded, from the cache or decoded now (and kept). Throws `FormatError`. */
+  const decodedRowGroup = (fileKey: string, bytes: Uint8Array, index: number): { group: SegmentFormat.DecodedRowGroup; hit: boolean } => {
+    const key = `${fileKey}/${index}`
+    const cached = rowGroupCache.get(key)
+    if (cached !== undefined) {
+      rowGroupCache.delete(key)
+      rowGroupCache.set(key, cached)
+      return { group: cached, hit: true }
+    }
+    const group = SegmentFormat.decodeRowGroup(bytes, index)
+    if (group.byteLength <= rowGroupCacheBytesMax) {
+      rowGroupCache.set(key, group)
+      rowGroupCachedBytes += group.byteLength
+      for (const [k, v] of rowGroupCache) {
+        if (rowGroupCachedBytes <= rowGroupCacheBytesMax) break
+        rowGroupCache.delete(k)
+        rowGroupCachedBytes -= v.byteLength
+      }
+    }
+    return { group, hit: false }
+  }
   // Insertion-ordered: the first key is the least recently used (a hit re-inserts).
   const cache = new Map<string, Cached>()
   let cachedBytes = 0
@@ -210,7 +249,7 @@ export const make = (store: SegmentStoreShape, options: { readonly cacheBytesMax
       return { segments: manifest.segments.length, events, bytes: bytesRead, lastSeq: Manifest.sealedThrough(manifest) }
     })
 
-  const totals = { reads: 0, segments: 0, rowGroups: 0, rowGroupsRead: 0, rowsRead: 0, cacheHits: 0 }
+  const totals = { reads: 0, segments: 0, rowGroups: 0, rowGroupsRead: 0, rowsRead: 0, cacheHits: 0, rowGroupHits: 0 }
   const count = (stats: ReadStats) => {
     totals.reads++
     totals.segments += stats.segments
@@ -218,6 +257,7 @@ export const make = (store: SegmentStoreShape, options: { readonly cacheBytesMax
     totals.rowGroupsRead += stats.rowGroupsRead
     totals.rowsRead += stats.rowsRead
     totals.cacheHits += stats.cacheHits
+    totals.rowGroupHits += stats.rowGroupHits
   }
 
   const readSeqs: SegmentReader["readSeqs"] = (partition, request) =>
@@ -229,7 +269,10 @@ export const make = (store: SegmentStoreShape, options: { readonly cacheBytesMax
       let rowGroupsRead = 0
       let rowsRead = 0
       let cacheHits = 0
-      if (seqs.length === 0) return { events: out, stats: { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits } }
+      let rowGroupHits = 0
+      if (seqs.length === 0) {
+        return { events: out, stats: { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits, rowGroupHits } }
+      }
       const manifest = yield* manifestOf(partition)
       let filled = 0
       for (const entry of manifest.segments) {
@@ -246,20 +289,28 @@ export const make = (store: SegmentStoreShape, options: { readonly cacheBytesMax
         rowGroupsRead += candidates.length
         for (const rg of candidates) rowsRead += rg.rows
         const location = store.location(partition, entry.file)
+        const fileKey = `${partition}/${entry.file}/${entry.sha256}`
         const found = yield* Effect.try({
           try: () => {
             const keep = new Set(wanted)
-            const c = SegmentFormat.decodeWhere(
-              value.bytes,
-              candidates.map((rg) => rg.index),
-              (t, st, sq) => keep.has(sq) && t === tenant && (stream === undefined || st === stream)
-            )
             const events: Array<Event.StoredEvent> = []
-            for (let i = 0; i < c.rows; i++) {
-              if (c.partition[i] !== partition) {
-                throw corrupt(`${location} row group rows`, `row of partition ${c.partition[i]} in a segment of partition ${partition}`)
+            for (const rg of candidates) {
+              const { group, hit: rgHit } = decodedRowGroup(fileKey, value.bytes, rg.index)
+              if (rgHit) rowGroupHits++
+              const c = SegmentFormat.selectRows(
+                group,
+                (t, st) => t === tenant && (stream === undefined || st === stream),
+                (sq) => keep.has(sq)
+              )
+              for (let i = 0; i < c.rows; i++) {
+                if (c.partition[i] !== partition) {
+                  throw corrupt(
+                    `${location} row group ${rg.index}`,
+                    `row of partition ${c.partition[i]} in a segment of partition ${partition}`
+                  )
+                }
+                events.push(SegmentFormat.eventAt(c, i))
               }
-              events.push(SegmentFormat.eventAt(c, i))
             }
             return events
           },
@@ -288,7 +339,7 @@ export const make = (store: SegmentStoreShape, options: { readonly cacheBytesMax
           corrupt(store.location(partition, "MANIFEST.json"), `seq ${missing} is in no segment of the manifest`)
         )
       }
-      const stats = { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits }
+      const stats = { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits, rowGroupHits }
       count(stats)
       return { events: out, stats }
     })
@@ -333,7 +384,7 @@ export const make = (store: SegmentStoreShape, options: { readonly cacheBytesMax
         for (const e of found) out.push(e)
       }
       out.sort((a, b) => a.streamVersion - b.streamVersion)
-      const stats = { segments: manifest.segments.length, rowGroups, rowGroupsRead, rowsRead, cacheHits }
+      const stats = { segments: manifest.segments.length, rowGroups, rowGroupsRead, rowsRead, cacheHits, rowGroupHits: 0 }
       count(stats)
       return { events: out, stats }
     })
@@ -346,8 +397,10 @@ export const make = (store: SegmentStoreShape, options: { readonly cacheBytesMax
     clearCache: () => {
       cache.clear()
       cachedBytes = 0
+      rowGroupCache.clear()
+      rowGroupCachedBytes = 0
     },
-    totals: () => ({ ...totals, cachedBytes })
+    totals: () => ({ ...totals, cachedBytes, rowGroupCachedBytes })
   }
 }
 

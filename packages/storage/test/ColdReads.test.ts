@@ -173,9 +173,10 @@ describe("Cold reads (bounded memory)", () => {
       assert.strictEqual(rowGroups, Math.ceil(n / 64))
       assert.isAtLeast(read, 1)
       assert.isAtMost(read, 3, `read ${read} of ${rowGroups} row groups`)
-      // A repeat is a cache hit: no I/O, no checksum.
+      // A repeat is a cache hit: no I/O, no checksum, no decompression.
       yield* a.engine.readStream("acme", "s-7", { limit: 1_000 })
       assert.strictEqual(a.tier.reader.totals().cacheHits - after.cacheHits, 1)
+      assert.strictEqual(a.tier.reader.totals().rowGroupHits - after.rowGroupHits, read)
       yield* a.close
     }).pipe(Effect.scoped))
 
