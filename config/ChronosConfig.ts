@@ -215,6 +215,14 @@ export interface ChronosConfigShape {
    */
   readonly segmentRowGroupCacheBytesMax: number
   /**
+   * Events of one read-ahead window of a scan over sealed events: a scan's pages (time order) are spread over a
+   * segment's row groups (stream order), so a window of the sequences that follow is decoded in one pass and serves
+   * the next pages…
+   */
+  readonly segmentReadAheadEventsMax: number
+  /** …and how many windows a reader keeps (one per partition being scanned), the oldest dropped first. */
+  readonly segmentReadAheadWindowsMax: number
+  /**
    * Where segments and manifests live: `default` (plain files under `<dataDir>/segments/` with the file log, none
    * otherwise), `local`, `nats` (NATS Object Store + KV buckets replicated like the log, at `natsUrls`), `none`.
    */
@@ -298,6 +306,8 @@ export const defaults: ChronosConfigShape = {
   segmentEventsMax: 250_000,
   segmentCacheBytesMax: 256 * 1_048_576,
   segmentRowGroupCacheBytesMax: 64 * 1_048_576,
+  segmentReadAheadEventsMax: 10_000,
+  segmentReadAheadWindowsMax: 8,
   segmentStoreDriver: "default",
   segmentStoreTimeoutMs: 30_000
 }

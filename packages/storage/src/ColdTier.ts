@@ -6,7 +6,7 @@
  *    and how long that took;
  *  - cold reads: the bodies of sealed events a partition's read needs (`ColdStore.fetch`, over
  *    `SegmentReader.readSeqs`: pruned by row-group statistics, through the `segmentCacheBytesMax` and
- *    `segmentRowGroupCacheBytesMax` caches);
+ *    `segmentRowGroupCacheBytesMax` caches, scans through read-ahead windows);
  *  - the sealing policy: each partition attached here (every partition this process owns) is checked every
  *    `coldSealCheckIntervalMs`; its durable, unsealed range is sealed once it holds `coldSealBytesMin` bytes
  *    (estimated from the events' JSON) or its oldest unsealed event is `coldSealAgeMs` old;
@@ -21,7 +21,7 @@
  */
 import { Clock, Context, Effect, Layer, Scope, Semaphore } from "effect"
 import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
-import { ColdStore, type SealTarget } from "@chronos/engine/ColdStore"
+import { ColdStore, hasBody, type SealTarget } from "@chronos/engine/ColdStore"
 import { LogUnavailable } from "@chronos/engine/EventLog"
 import * as Manifest from "./Manifest.ts"
 import * as SegmentReader from "./SegmentReader.ts"
@@ -38,6 +38,8 @@ export type ColdTierLimits = Pick<
   | "segmentEventsMax"
   | "segmentCacheBytesMax"
   | "segmentRowGroupCacheBytesMax"
+  | "segmentReadAheadEventsMax"
+  | "segmentReadAheadWindowsMax"
 >
 
 export interface ColdTierShape {
@@ -90,7 +92,9 @@ interface Attached {
 export const make = Effect.fnUntraced(function*(store: SegmentStoreShape, limits: ColdTierLimits) {
   const reader = SegmentReader.make(store, {
     cacheBytesMax: limits.segmentCacheBytesMax,
-    rowGroupCacheBytesMax: limits.segmentRowGroupCacheBytesMax
+    rowGroupCacheBytesMax: limits.segmentRowGroupCacheBytesMax,
+    readAheadEventsMax: limits.segmentReadAheadEventsMax,
+    readAheadWindowsMax: limits.segmentReadAheadWindowsMax
   })
   const attached = new Map<number, Attached>()
   const locks = new Map<number, Semaphore.Semaphore>()
@@ -119,11 +123,15 @@ export const make = Effect.fnUntraced(function*(store: SegmentStoreShape, limits
       if (watermark <= entry.sealedThrough) return
       const from = Math.max(entry.measuredThrough, entry.sealedThrough) + 1
       // Counted once per event, in bounded slices (the hot index serves them without I/O).
+      // Heads, not `readRange`: should `sealedThrough` lag (a manifest unreadable at attach), the range may start in
+      // the sealed part, whose bodies the partition dropped; those count nothing, and the seal re-reads the manifest.
       for (let s = from; s <= watermark; s += 10_000) {
-        for (const e of target.readRange(s, Math.min(watermark, s + 9_999))) entry.estimatedBytes += approxBytes(e)
+        for (const e of target.readHeads(s, Math.min(watermark, s + 9_999))) {
+          if (hasBody(e)) entry.estimatedBytes += approxBytes(e)
+        }
       }
       entry.measuredThrough = watermark
-      const oldest = target.readRange(entry.sealedThrough + 1, entry.sealedThrough + 1)[0]!
+      const oldest = target.readHeads(entry.sealedThrough + 1, entry.sealedThrough + 1)[0]!
       const now = yield* Clock.currentTimeMillis
       if (entry.estimatedBytes >= limits.coldSealBytesMin || now - oldest.timestamp >= limits.coldSealAgeMs) {
         const report = yield* sealOne(entry)

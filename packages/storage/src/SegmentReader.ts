@@ -10,7 +10,10 @@
  *  - `readStream`: one stream's events, pruned the same way (tools, tests).
  * Both pruned reads go through a bounded cache of verified segment files (`segmentCacheBytesMax`, least recently
  * used out first), so a hit costs neither I/O nor a checksum; `readSeqs` also keeps the row groups it decoded
- * (`segmentRowGroupCacheBytesMax`, least recently used out first), so a repeat skips the decompression too.
+ * (`segmentRowGroupCacheBytesMax`, least recently used out first), so a repeat skips the decompression too. A
+ * scan's pages (sequences in time order, spread over most row groups of a segment whose rows are in stream order)
+ * are served from read-ahead windows: the events of the next `segmentReadAheadEventsMax` sequences, decoded in one
+ * pass over the segment, `segmentReadAheadWindowsMax` of them kept.
  *
  * Damage is always a typed `CorruptData` whose `location` names the segment (and the row, when one row is at fault).
  * A pruned read fails only when a segment it needs is damaged: reads of other segments are unaffected.
@@ -46,6 +49,8 @@ export interface ReadStats {
   readonly cacheHits: number
   /** Row groups served decoded from the row-group cache (`readSeqs` only). */
   readonly rowGroupHits: number
+  /** Events served from a scan's read-ahead window (`readSeqs` only). */
+  readonly windowHits: number
 }
 
 export interface ReplayStats {
@@ -140,15 +145,55 @@ export interface ReaderOptions {
   readonly cacheBytesMax: number
   /** `ChronosConfig.segmentRowGroupCacheBytesMax`: decoded row groups kept (0, the default: none). */
   readonly rowGroupCacheBytesMax?: number | undefined
+  /** `ChronosConfig.segmentReadAheadEventsMax`: events of one scan's read-ahead window (0, the default: none). */
+  readonly readAheadEventsMax?: number | undefined
+  /** `ChronosConfig.segmentReadAheadWindowsMax`: read-ahead windows kept (the oldest out first). */
+  readonly readAheadWindowsMax?: number | undefined
+}
+
+/**
+ * A read needing at least this many row groups of a segment is a scan (a one-stream read needs one or two): it
+ * decodes a read-ahead window rather than only the rows asked for.
+ */
+const readAheadRowGroupsMin = 3
+
+interface Window {
+  readonly fileKey: string
+  readonly lo: number
+  readonly hi: number
+  /** Every event of the segment with a sequence in `[lo, hi]`. */
+  readonly events: ReadonlyMap<number, Event.StoredEvent>
 }
 
 export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentReader => {
   const rowGroupCacheBytesMax = options.rowGroupCacheBytesMax ?? 0
+  const readAheadEventsMax = options.readAheadEventsMax ?? 0
+  const readAheadWindowsMax = options.readAheadWindowsMax ?? 0
+  // Oldest first. Few (one per partition being scanned, typically), so a linear search is the right index.
+  let windows: Array<Window> = []
+  const windowOf = (fileKey: string, sq: number): Window | undefined => {
+    for (let w = windows.length - 1; w >= 0; w--) {
+      const window = windows[w]!
+      if (window.fileKey === fileKey && sq >= window.lo && sq <= window.hi) return window
+    }
+    return undefined
+  }
+  const rememberWindow = (window: Window) => {
+    if (readAheadWindowsMax === 0) return
+    windows.push(window)
+    if (windows.length > readAheadWindowsMax) windows = windows.slice(windows.length - readAheadWindowsMax)
+  }
   // Insertion-ordered like `cache`; keyed by file, checksum and row group.
   const rowGroupCache = new Map<string, SegmentFormat.DecodedRowGroup>()
   let rowGroupCachedBytes = 0
   /** Row group `index` of a verified file, decoded, from the cache or decoded now (and kept). Throws `FormatError`. */
-  const decodedRowGroup = (fileKey: string, bytes: Uint8Array, index: number): { group: SegmentFormat.DecodedRowGroup; hit: boolean } => {
+  const decodedRowGroup = (
+    fileKey: string,
+    bytes: Uint8Array,
+    index: number,
+    /** Keep it once decoded (a read-ahead pass does not: it would flush the cache for groups read once). */
+    keep = true
+  ): { group: SegmentFormat.DecodedRowGroup; hit: boolean } => {
     const key = `${fileKey}/${index}`
     const cached = rowGroupCache.get(key)
     if (cached !== undefined) {
@@ -157,7 +202,7 @@ export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentR
       return { group: cached, hit: true }
     }
     const group = SegmentFormat.decodeRowGroup(bytes, index)
-    if (group.byteLength <= rowGroupCacheBytesMax) {
+    if (keep && group.byteLength <= rowGroupCacheBytesMax) {
       rowGroupCache.set(key, group)
       rowGroupCachedBytes += group.byteLength
       for (const [k, v] of rowGroupCache) {
@@ -249,7 +294,7 @@ export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentR
       return { segments: manifest.segments.length, events, bytes: bytesRead, lastSeq: Manifest.sealedThrough(manifest) }
     })
 
-  const totals = { reads: 0, segments: 0, rowGroups: 0, rowGroupsRead: 0, rowsRead: 0, cacheHits: 0, rowGroupHits: 0 }
+  const totals = { reads: 0, segments: 0, rowGroups: 0, rowGroupsRead: 0, rowsRead: 0, cacheHits: 0, rowGroupHits: 0, windowHits: 0 }
   const count = (stats: ReadStats) => {
     totals.reads++
     totals.segments += stats.segments
@@ -258,6 +303,7 @@ export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentR
     totals.rowsRead += stats.rowsRead
     totals.cacheHits += stats.cacheHits
     totals.rowGroupHits += stats.rowGroupHits
+    totals.windowHits += stats.windowHits
   }
 
   const readSeqs: SegmentReader["readSeqs"] = (partition, request) =>
@@ -270,67 +316,115 @@ export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentR
       let rowsRead = 0
       let cacheHits = 0
       let rowGroupHits = 0
+      let windowHits = 0
       if (seqs.length === 0) {
-        return { events: out, stats: { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits, rowGroupHits } }
+        return { events: out, stats: { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits, rowGroupHits, windowHits } }
       }
       const manifest = yield* manifestOf(partition)
       let filled = 0
+      /** Places the event of sequence `sq` of the request, checked against what was asked. */
+      const place = (location: string, sq: number, e: Event.StoredEvent | undefined): Errors.CorruptData | undefined => {
+        if (e === undefined || e.tenant !== tenant || (stream !== undefined && e.stream !== stream)) {
+          return corrupt(location, `seq ${sq} of tenant ${tenant}${stream === undefined ? "" : ` stream ${stream}`} is not in the segment`)
+        }
+        const k = SegmentFormat.firstAtOrAbove(seqs, sq)
+        if (seqs[k] !== sq || out[k] !== undefined) return corrupt(location, `seq ${sq} appears twice`)
+        out[k] = e
+        filled++
+        return undefined
+      }
       for (const entry of manifest.segments) {
         // The sequences asked for that this segment holds: seqs[from, to).
         const from = SegmentFormat.firstAtOrAbove(seqs, entry.fromSeq)
         const to = SegmentFormat.firstAtOrAbove(seqs, entry.toSeq + 1)
         if (from === to) continue
         segments++
-        const wanted = seqs.slice(from, to)
+        const location = store.location(partition, entry.file)
+        const fileKey = `${partition}/${entry.file}/${entry.sha256}`
+        // What an earlier scan's read-ahead window already holds costs nothing more.
+        const wanted: Array<number> = []
+        for (let k = from; k < to; k++) {
+          const sq = seqs[k]!
+          const window = windowOf(fileKey, sq)
+          if (window === undefined) wanted.push(sq)
+          else {
+            windowHits++
+            const error = place(location, sq, window.events.get(sq))
+            if (error !== undefined) return yield* Effect.fail(error)
+          }
+        }
+        if (wanted.length === 0) continue
         const { hit, value } = yield* cachedSegment(partition, entry)
         if (hit) cacheHits++
         rowGroups += value.rowGroups.length
         const candidates = SegmentFormat.pruneRowGroups(value.rowGroups, tenant, stream, wanted)
+        const decodeChecked = <A>(f: () => A) =>
+          Effect.try({
+            try: f,
+            catch: (error) =>
+              error instanceof Errors.CorruptData ? error : corrupt(location, String((error as Error).message))
+          })
+        if (readAheadEventsMax > 0 && candidates.length >= readAheadRowGroupsMin) {
+          // A scan: its sequences are spread over most row groups (rows are in stream order, sequences in time order),
+          // so each page would decompress most of the segment again. Decode a window of the following sequences
+          // once instead; the next pages of the scan are served from it.
+          let i = 0
+          while (i < wanted.length) {
+            const lo = wanted[i]!
+            const hi = Math.min(entry.toSeq, lo + readAheadEventsMax - 1)
+            const window = yield* decodeChecked(() => {
+              const events = new Map<number, Event.StoredEvent>()
+              for (const rg of value.rowGroups) {
+                if (rg.seqMin !== undefined && rg.seqMax !== undefined && (rg.seqMax < lo || rg.seqMin > hi)) continue
+                rowGroupsRead++
+                rowsRead += rg.rows
+                const { group, hit: rgHit } = decodedRowGroup(fileKey, value.bytes, rg.index, false)
+                if (rgHit) rowGroupHits++
+                const c = SegmentFormat.selectRows(group, () => true, (sq) => sq >= lo && sq <= hi)
+                for (let r = 0; r < c.rows; r++) {
+                  if (c.partition[r] !== partition) {
+                    throw corrupt(`${location} row group ${rg.index}`, `row of partition ${c.partition[r]} in a segment of partition ${partition}`)
+                  }
+                  events.set(c.seq[r]!, SegmentFormat.eventAt(c, r))
+                }
+              }
+              return { fileKey, lo, hi, events }
+            })
+            rememberWindow(window)
+            for (; i < wanted.length && wanted[i]! <= hi; i++) {
+              const error = place(location, wanted[i]!, window.events.get(wanted[i]!))
+              if (error !== undefined) return yield* Effect.fail(error)
+            }
+          }
+          continue
+        }
         rowGroupsRead += candidates.length
         for (const rg of candidates) rowsRead += rg.rows
-        const location = store.location(partition, entry.file)
-        const fileKey = `${partition}/${entry.file}/${entry.sha256}`
-        const found = yield* Effect.try({
-          try: () => {
-            const keep = new Set(wanted)
-            const events: Array<Event.StoredEvent> = []
-            for (const rg of candidates) {
-              const { group, hit: rgHit } = decodedRowGroup(fileKey, value.bytes, rg.index)
-              if (rgHit) rowGroupHits++
-              const c = SegmentFormat.selectRows(
-                group,
-                (t, st) => t === tenant && (stream === undefined || st === stream),
-                (sq) => keep.has(sq)
-              )
-              for (let i = 0; i < c.rows; i++) {
-                if (c.partition[i] !== partition) {
-                  throw corrupt(
-                    `${location} row group ${rg.index}`,
-                    `row of partition ${c.partition[i]} in a segment of partition ${partition}`
-                  )
-                }
-                events.push(SegmentFormat.eventAt(c, i))
+        const found = yield* decodeChecked(() => {
+          const keep = new Set(wanted)
+          const events: Array<Event.StoredEvent> = []
+          for (const rg of candidates) {
+            const { group, hit: rgHit } = decodedRowGroup(fileKey, value.bytes, rg.index)
+            if (rgHit) rowGroupHits++
+            const c = SegmentFormat.selectRows(
+              group,
+              (t, st) => t === tenant && (stream === undefined || st === stream),
+              (sq) => keep.has(sq)
+            )
+            for (let r = 0; r < c.rows; r++) {
+              if (c.partition[r] !== partition) {
+                throw corrupt(`${location} row group ${rg.index}`, `row of partition ${c.partition[r]} in a segment of partition ${partition}`)
               }
+              events.push(SegmentFormat.eventAt(c, r))
             }
-            return events
-          },
-          catch: (error) =>
-            error instanceof Errors.CorruptData ? error : corrupt(location, String((error as Error).message))
-        })
-        // Rows are in (tenant, stream, version) order: place each at the index of its sequence in the request.
-        for (const e of found) {
-          const k = from + SegmentFormat.firstAtOrAbove(wanted, e.seq)
-          if (seqs[k] !== e.seq || out[k] !== undefined) {
-            return yield* Effect.fail(corrupt(location, `seq ${e.seq} appears twice`))
           }
-          out[k] = e
-          filled++
-        }
-        if (found.length !== wanted.length) {
-          const missing = wanted.find((sq) => !found.some((e) => e.seq === sq))
-          return yield* Effect.fail(
-            corrupt(location, `seq ${missing} of tenant ${tenant}${stream === undefined ? "" : ` stream ${stream}`} is not in the segment`)
-          )
+          return events
+        })
+        const bySeq = new Map(found.map((e) => [e.seq, e]))
+        if (bySeq.size !== found.length) return yield* Effect.fail(corrupt(location, "a sequence appears twice"))
+        for (const sq of wanted) {
+          const error = place(location, sq, bySeq.get(sq))
+          if (error !== undefined) return yield* Effect.fail(error)
         }
       }
       if (filled !== seqs.length) {
@@ -339,7 +433,7 @@ export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentR
           corrupt(store.location(partition, "MANIFEST.json"), `seq ${missing} is in no segment of the manifest`)
         )
       }
-      const stats = { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits, rowGroupHits }
+      const stats = { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits, rowGroupHits, windowHits }
       count(stats)
       return { events: out, stats }
     })
@@ -384,7 +478,15 @@ export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentR
         for (const e of found) out.push(e)
       }
       out.sort((a, b) => a.streamVersion - b.streamVersion)
-      const stats = { segments: manifest.segments.length, rowGroups, rowGroupsRead, rowsRead, cacheHits, rowGroupHits: 0 }
+      const stats = {
+        segments: manifest.segments.length,
+        rowGroups,
+        rowGroupsRead,
+        rowsRead,
+        cacheHits,
+        rowGroupHits: 0,
+        windowHits: 0
+      }
       count(stats)
       return { events: out, stats }
     })
@@ -399,6 +501,7 @@ export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentR
       cachedBytes = 0
       rowGroupCache.clear()
       rowGroupCachedBytes = 0
+      windows = []
     },
     totals: () => ({ ...totals, cachedBytes, rowGroupCachedBytes })
   }

@@ -14,6 +14,7 @@ import { Errors, type Event } from "@chronos/domain"
 import { hasBody } from "@chronos/engine/ColdStore"
 import type { EngineShape } from "@chronos/engine/Engine"
 import type { ColdTierShape } from "../src/ColdTier.ts"
+import * as Retention from "../src/Retention.ts"
 import { listFiles, open, populate, tempDir, tenants } from "./support.ts"
 
 const STREAMS = 24
@@ -177,7 +178,46 @@ describe("Cold reads (bounded memory)", () => {
       yield* a.engine.readStream("acme", "s-7", { limit: 1_000 })
       assert.strictEqual(a.tier.reader.totals().cacheHits - after.cacheHits, 1)
       assert.strictEqual(a.tier.reader.totals().rowGroupHits - after.rowGroupHits, read)
+      // A scan over the sealed range in pages: every page after a window's first is served from the window.
+      const scanned: Array<number> = []
+      for (let from = 1; scanned.length < n;) {
+        const page = yield* a.engine.router.follow(0, "acme", { fromSeq: from, limit: 100 })
+        for (const e of page.events) scanned.push(e.seq)
+        from = page.through + 1
+      }
+      assert.deepStrictEqual(scanned, Array.from({ length: n }, (_, k) => k + 1))
+      assert.isAtLeast(a.tier.reader.totals().windowHits - after.windowHits, n - 100 * Math.ceil(n / a.engine.config.segmentReadAheadEventsMax))
       yield* a.close
+    }).pipe(Effect.scoped))
+
+  it.live("an event erased by the seal: the running node serves its $erased row and scans by its old type skip it, as after a cold boot", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir("chronos-coldreads-erased-")
+      const a = yield* open(dataDir)
+      const put = (stream: string, n: number) =>
+        Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
+          a.engine.append("acme", stream, { events: [{ type: "Data", data: { i, stream } }] } as never), { discard: true })
+      yield* put("hard", 4)
+      yield* Retention.deleteStream(a.engine, "acme", "hard", { hard: true })
+      yield* put("plain", 3)
+      const view = (engine: EngineShape) =>
+        Effect.gen(function*() {
+          return {
+            hard: (yield* engine.readStream("acme", "hard", { limit: 100 })).map((e) => `${e.streamVersion}:${e.type}:${JSON.stringify(e.data)}`),
+            data: (yield* engine.query("acme", { types: ["Data"], limit: 100 })).events.map((e) => `${e.stream}/${e.streamVersion}`),
+            // A page of 2 by type: the erased events must not make it short or end it early.
+            firstPage: (yield* engine.query("acme", { types: ["Data"], limit: 2 })).events.map((e) => `${e.stream}/${e.streamVersion}`)
+          }
+        })
+      yield* a.tier.sealNow()
+      const running = yield* view(a.engine)
+      assert.deepStrictEqual(running.hard, ["0:$erased:null", "1:$erased:null", "2:$erased:null", "3:$erased:null", '4:$deleted:{"hard":true}'])
+      assert.deepStrictEqual(running.data, ["plain/0", "plain/1", "plain/2"])
+      assert.deepStrictEqual(running.firstPage, ["plain/0", "plain/1"])
+      yield* a.close
+      const b = yield* open(dataDir)
+      assert.deepStrictEqual(yield* view(b.engine), running)
+      yield* b.close
     }).pipe(Effect.scoped))
 
   it.live("a byte flipped in one segment of a running node: reads needing it fail with CorruptData naming it; others serve", () =>
