@@ -11,7 +11,7 @@
  * Failover arithmetic (library defaults in brackets):
  *  - a runner killed with -9 stops refreshing; its runner entry and its shard leases are KV entries whose bucket TTL
  *    is `shardLockExpiration`, so the NATS server drops them at most 5 s [35 s] after the last refresh;
- *  - the survivors notice the missing runner at their next assignment poll (`refreshAssignmentsInterval`, 500 ms
+ *  - the survivors notice the missing runner at their next assignment poll (`refreshAssignmentsInterval`, 250 ms
  *    [3 s]), recompute the hash ring and acquire the freed shards;
  *  - so a crash moves every shard within about 5 + 0.5 + activation ≈ 6 s (< 10 s). Measured with 3 runner
  *    processes (chaos/cluster.test.ts, scratch loops): 4.3–5.6 s from kill -9 to every partition answering from
@@ -22,8 +22,11 @@
  *    `NatsRunnerStorage.acquire` therefore waits up to `handoffWaitMs` for a lease whose runner is no longer
  *    registered. With that and the 500 ms poll this measures 0.43–0.83 s from SIGTERM to every partition answering
  *    from another runner (15 stops of an idle 3-runner cluster), against 0.5–1.4 s with the 1 s poll alone and up
- *    to 2 s before either (a 500 ms poll alone did not help: the fixed retry dominated). Under load the stopping
- *    runner first drains its in-flight HTTP requests, which adds their latency.
+ *    to 2 s before either (a 500 ms poll alone did not help: the fixed retry dominated). Under the chaos test's
+ *    8-writer load that became 0.5–1.5 s: from SIGTERM, ~100 ms until the stopping runner has drained its HTTP
+ *    requests and released its shards, up to one poll until the others notice, then the activation (replay of the
+ *    partition's stream, ~100 ms — but a replay whose consumer delivered nothing stalled 2 s, now replaced after
+ *    `replayStartTimeoutMs`, see the JetStream driver). The poll is therefore 250 ms.
  *
  * Losing the NATS node that leads the locks bucket's Raft group (investigated; the answer is: no knob fixes it):
  * the library refreshes every min(`shardLockRefreshInterval`, `shardLockExpiration` / 3) = 1 s, retries a failed
@@ -66,7 +69,7 @@ export const shardLockRefreshIntervalMs = 1_000
  * How often every runner and client re-reads the runner registry and recomputes shard assignments: the detection
  * delay of a departed runner (see the failover arithmetic). One STREAM.INFO plus one get per runner each time.
  */
-export const refreshAssignmentsIntervalMs = 500
+export const refreshAssignmentsIntervalMs = 250
 
 /**
  * How often the shard acquisition loop is woken even without a change (it also restarts at this pace after a
