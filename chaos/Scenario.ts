@@ -77,9 +77,9 @@ export const startCluster = async (options: { readonly partitions: number; reado
       // above it, so a "killed" below means that bound is broken.
       const stopped = await run(LocalCluster.down({ dir, graceMs: ChronosConfig.defaults.shutdownTimeoutMs + 5_000 }))
       log(`down in ${(performance.now() - t0).toFixed(0)} ms: ${stopped.map((p) => `${p.name} ${p.result}`).join(", ")}`)
-      return stopped
       if (process.env.CHRONOS_KEEP_CHAOS_DIRS === undefined) fs.rmSync(dir, { recursive: true, force: true })
       else console.log(`[chaos] cluster directory kept: ${dir}`)
+      return stopped
     }
   }
 }
