@@ -32,6 +32,21 @@ const call = (url: string, method: string, body?: unknown) =>
     return { status: res.status, body: (text === "" ? undefined : JSON.parse(text)) as any }
   })
 
+/** Flips one bit of the byte in the middle of `file`. */
+const flipMiddleByte = (file: string) => {
+  const fd = fs.openSync(file, "r+")
+  const offset = Math.floor(fs.statSync(file).size / 2)
+  const b = Buffer.alloc(1)
+  fs.readSync(fd, b, 0, 1, offset)
+  b[0] = b[0]! ^ 0x01
+  fs.writeSync(fd, b, 0, 1, offset)
+  fs.closeSync(fd)
+}
+
+const segmentOf = (dataDir: string, partition: number) =>
+  listFiles(path.join(dataDir, "segments"), ".parquet")
+    .find((f) => f.includes(`${path.sep}p${String(partition).padStart(3, "0")}${path.sep}`))!
+
 describe("CorruptData over HTTP", () => {
   it.live("one flipped byte in a segment: reads of its partition are a typed 502 CorruptData (HTTP and SDK); other reads are unchanged", () =>
     Effect.gen(function*() {
@@ -60,15 +75,8 @@ describe("CorruptData over HTTP", () => {
 
       // Damage one byte in the middle of the segment of the partition holding order-0.
       const damaged = partitionOf.get("order-0")!
-      const segment = listFiles(path.join(dataDir, "segments"), ".parquet")
-        .find((f) => f.includes(`${path.sep}p${String(damaged).padStart(3, "0")}${path.sep}`))!
-      const fd = fs.openSync(segment, "r+")
-      const offset = Math.floor(fs.statSync(segment).size / 2)
-      const b = Buffer.alloc(1)
-      fs.readSync(fd, b, 0, 1, offset)
-      b[0] = b[0]! ^ 0x01
-      fs.writeSync(fd, b, 0, 1, offset)
-      fs.closeSync(fd)
+      const segment = segmentOf(dataDir, damaged)
+      flipMiddleByte(segment)
 
       const again = yield* startNode(dataDir)
       const damagedStreams = streams.filter((s) => partitionOf.get(s) === damaged)
@@ -119,5 +127,46 @@ describe("CorruptData over HTTP", () => {
       assert.deepStrictEqual(fine, (before.get(healthyStreams[0]!) as any).events)
       yield* Effect.promise(() => client.dispose())
       yield* Effect.promise(() => again.stop())
+    }).pipe(Effect.scoped))
+
+  it.live("a segment damaged under a running node: reads that need its sealed events are a 502 naming it; the hot tail and other partitions answer", () =>
+    Effect.gen(function*() {
+      const dataDir = yield* tempDir("chronos-corrupt-live-")
+      const node = yield* startNode(dataDir)
+      const partitionOf = new Map<string, number>()
+      for (let i = 0; i < 60; i++) {
+        const stream = `order-${i % 12}`
+        const r = yield* call(`${node.url}/v1/tenants/acme/streams/${stream}/events`, "POST", {
+          events: [{ type: "Placed", data: { i } }]
+        })
+        assert.strictEqual(r.status, 200)
+        partitionOf.set(stream, r.body.positions[0].partition)
+      }
+      assert.strictEqual((yield* call(`${node.url}/v1/admin/seal`, "POST")).status, 200)
+      const damaged = partitionOf.get("order-0")!
+      const segment = segmentOf(dataDir, damaged)
+      // Only the segment file: the node keeps running on what it has in memory (the heads of sealed events).
+      flipMiddleByte(segment)
+      // An append to a stream of the damaged segment lands in the hot tail, and reading only the tail answers: the
+      // partition is not stopped, only reads that need the damaged segment fail.
+      const tail = yield* call(`${node.url}/v1/tenants/acme/streams/order-0/events`, "POST", {
+        expectedVersion: 4,
+        events: [{ type: "Paid", data: { late: true } }]
+      })
+      assert.strictEqual(tail.status, 200, JSON.stringify(tail.body))
+      const tailRead = yield* call(`${node.url}/v1/tenants/acme/streams/order-0/events?fromVersion=5`, "GET")
+      assert.strictEqual(tailRead.status, 200, JSON.stringify(tailRead.body))
+      assert.deepStrictEqual(tailRead.body.events.map((e: { type: string }) => e.type), ["Paid"])
+      const read = yield* call(`${node.url}/v1/tenants/acme/streams/order-0/events?limit=1000`, "GET")
+      assert.strictEqual(read.status, 502, JSON.stringify(read.body))
+      assert.strictEqual(read.body._tag, "CorruptData")
+      assert.include(read.body.location, segment)
+      for (const [s, p] of partitionOf) {
+        if (p === damaged) continue
+        const r = yield* call(`${node.url}/v1/tenants/acme/streams/${s}/events?limit=1000`, "GET")
+        assert.strictEqual(r.status, 200, s)
+        assert.strictEqual(r.body.events.length, 5, s)
+      }
+      yield* Effect.promise(() => node.stop())
     }).pipe(Effect.scoped))
 })

@@ -53,20 +53,38 @@ const locations: Record<string, string> = {
 
 /**
  * A read of a partition whose stored data failed verification dies with the partition's `CorruptData` (the
- * engine's read signatures have no channel for it; see `Partition.quarantined`): here it becomes the typed failure
- * the endpoints declare, so the caller gets a 502 `CorruptData` naming the damage instead of an empty 500. A defect
- * that crossed a runner boundary may arrive as a plain object with the same fields. Every other defect stays one.
+ * engine's read signatures have no channel for it; see `Partition.quarantined`), and a read that needed sealed
+ * events while the segment store was unreachable dies with a retryable `Unavailable` (`Partition`'s cold fetch):
+ * here each becomes the typed failure the endpoints declare, so the caller gets a 502 `CorruptData` naming the
+ * damage, or a 503 it retries, instead of an empty 500. A defect that crossed a runner boundary may arrive as a
+ * plain object with the same fields. Every other defect stays one.
  */
-export const surfaceCorrupt = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Errors.CorruptData, R> =>
-  Effect.catchDefect(effect, (defect) => {
-    const d = defect as { readonly _tag?: unknown; readonly location?: unknown; readonly message?: unknown } | null
-    return typeof d === "object" && d !== null && d._tag === "CorruptData" && typeof d.location === "string"
-      ? Effect.fail(
+export const surfaceCorrupt = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | Errors.CorruptData | Errors.Unavailable, R> =>
+  Effect.catchDefect(effect, (defect): Effect.Effect<never, Errors.CorruptData | Errors.Unavailable> => {
+    const d = defect as {
+      readonly _tag?: unknown
+      readonly location?: unknown
+      readonly message?: unknown
+      readonly retryable?: unknown
+    } | null
+    if (typeof d !== "object" || d === null) return Effect.die(defect)
+    if (d._tag === "CorruptData" && typeof d.location === "string") {
+      return Effect.fail(
         defect instanceof Errors.CorruptData
           ? defect
           : new Errors.CorruptData({ location: d.location, message: String(d.message) })
       )
-      : Effect.die(defect)
+    }
+    if (d._tag === "Unavailable" && typeof d.retryable === "boolean") {
+      return Effect.fail(
+        defect instanceof Errors.Unavailable
+          ? defect
+          : new Errors.Unavailable({ message: String(d.message), retryable: d.retryable })
+      )
+    }
+    return Effect.die(defect)
   })
 
 /** Re-homes an engine `InvalidRequest` to the HTTP location of its field; every other error passes through. */
