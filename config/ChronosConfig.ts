@@ -223,8 +223,9 @@ export interface ChronosConfigShape {
   /** …and how many windows a reader keeps (one per partition being scanned), the oldest dropped first. */
   readonly segmentReadAheadWindowsMax: number
   /**
-   * Where segments and manifests live: `default` (plain files under `<dataDir>/segments/` with the file log, none
-   * otherwise), `local`, `nats` (NATS Object Store + KV buckets replicated like the log, at `natsUrls`), `none`.
+   * Where segments and manifests live: `default` (plain files under `<dataDir>/segments/` with the file log, `nats`
+   * with the JetStream log, none with the memory log), `local`, `nats` (NATS Object Store + KV buckets replicated
+   * like the log, at `natsUrls`), `none`.
    */
   readonly segmentStoreDriver: "default" | "local" | "nats" | "none"
   /** Bound of one request of the NATS segment store (a put, get or manifest write). */

@@ -103,6 +103,20 @@ describe("LocalCluster (3 nats-servers + 3 runner processes)", () => {
     }
     console.log(LocalCluster.formatStatus(status))
 
+    // The cold tier of a cluster is NATS (Object Store segments, KV manifests, R3 like the log): each runner seals
+    // the partitions it owns; whichever runner owns a partition later loads its sealed range from the buckets
+    // (checked below, after a runner is killed and after the whole cluster restarts).
+    const sealed = new Map<number, number>()
+    for (const r of cluster.runners) {
+      const res = await json(`${r.url}/v1/admin/seal`, { method: "POST" })
+      assert.strictEqual(res.status, 200, JSON.stringify(res.body))
+      for (const p of res.body.partitions) {
+        if (p.sealedThrough > 0) sealed.set(p.partition, p.sealedThrough)
+        for (const seg of p.segments) assert.notInclude(seg.location, dir, "a cluster segment lives in NATS, not on disk")
+      }
+    }
+    assert.deepStrictEqual([...sealed.keys()].sort((a, b) => a - b), [...streams.keys()].sort((a, b) => a - b))
+
     // A second `up` on a running cluster is refused; a killed runner shows as not running and restarts.
     const again = await Effect.runPromise(Effect.result(LocalCluster.up({ dir })))
     assert.isTrue(again._tag === "Failure" && again.failure.message.includes("still running"))
@@ -113,6 +127,11 @@ describe("LocalCluster (3 nats-servers + 3 runner processes)", () => {
     assert.isFalse((await run(LocalCluster.status({ dir }))).runners[2]!.running)
     await run(LocalCluster.restartRunner({ dir, name: "r3" }))
     assert.isTrue((await run(LocalCluster.status({ dir }))).runners[2]!.healthy)
+    for (const [, stream] of streams) {
+      const read = await json(`${r3!.url}/v1/tenants/t/streams/${stream}/events`)
+      assert.strictEqual(read.status, 200, JSON.stringify(read.body))
+      assert.strictEqual(read.body.events.length, 1)
+    }
 
     // down stops everything; up on the same directory brings the events back (JetStream keeps them on disk).
     const stopped = await run(LocalCluster.down({ dir }))

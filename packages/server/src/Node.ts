@@ -48,14 +48,15 @@ export const logLayer = (config: ChronosConfigShape): Layer.Layer<EventLog, LogE
 
 /**
  * The cold tier (Parquet segments, `@chronos/storage`) of `config.segmentStoreDriver`: by default plain files under
- * `<dataDir>/segments/` for the file log and none for the others (their partitions replay the whole log); `nats`
- * puts segments and manifests in NATS buckets replicated like the JetStream log. Typed as providing nothing: the
+ * `<dataDir>/segments/` for the file log, NATS buckets replicated like the log (Object Store for segments, KV for
+ * manifests) for the JetStream log — so a cluster's partitions seal and load on whichever runner owns them — and
+ * none for the memory log. Typed as providing nothing: the
  * engine and the admin handler find it with `serviceOption`. A node that cannot reach its segment store must not
  * serve (it would serve a partial history): a start-up defect.
  */
 export const coldLayer = (config: ChronosConfigShape): Layer.Layer<never, never, ChronosConfig> => {
   const driver = config.segmentStoreDriver === "default"
-    ? (config.logDriver === "file" ? "local" : "none")
+    ? (config.logDriver === "file" ? "local" : config.logDriver === "jetstream" ? "nats" : "none")
     : config.segmentStoreDriver
   switch (driver) {
     case "local":
