@@ -442,8 +442,8 @@ export interface ChronosClientShape {
   ) => Effect.Effect<RetentionApi.StreamRetention, Errors.InvalidRequest | Errors.StreamNotFound | Errors.Unavailable>
   /**
    * Deletes a stream: a tombstone hides its events (a later append continues the versions); `hard` also erases them
-   * at the next seal. Retried like every call: after a lost response a retry writes a second tombstone (harmless), or
-   * with `expectedVersion` fails with `WrongExpectedVersion`. In process as `setRetention`.
+   * at the next seal. Retried like every call, and idempotently: the tombstone's event id is chosen before the first
+   * attempt, so a retry after a lost response is answered with the original tombstone. In process as `setRetention`.
    */
   readonly deleteStream: (
     tenant: string,

@@ -72,6 +72,11 @@ export class RetentionGroup extends HttpApiGroup.make("retention")
       query: {
         hard: Schema.optionalKey(Schema.Literals(["true", "false"])),
         expectedVersion: Schema.optionalKey(Schema.String),
+        /**
+         * The tombstone's event id (a UUID). A retry with the same id writes nothing and answers the original
+         * tombstone, like a retried append; the SDK sets one before its first attempt.
+         */
+        eventId: Schema.optionalKey(Schema.String),
         fork
       },
       success: DeleteStreamResult,

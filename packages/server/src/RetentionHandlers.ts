@@ -9,7 +9,7 @@
  */
 import { Effect, Schema } from "effect"
 import { HttpApiBuilder } from "effect/http-api"
-import { Errors, ExpectedVersion } from "@chronos/domain"
+import { Errors, ExpectedVersion, Ids } from "@chronos/domain"
 import { Engine } from "@chronos/engine/Engine"
 import * as Retention from "@chronos/storage/Retention"
 import { Api } from "./HttpHandlers.ts"
@@ -39,6 +39,14 @@ const expectedVersionOf = (
   )
 }
 
+const isEventId = Schema.is(Ids.EventId)
+
+/** `?eventId=`: the tombstone's id, a UUID (what makes a retried deletion idempotent). */
+const eventIdOf = (value: string | undefined): Effect.Effect<string | undefined, Errors.InvalidRequest> =>
+  value === undefined || isEventId(value) ? Effect.succeed(value) : Effect.fail(
+    new Errors.InvalidRequest({ field: "query.eventId", message: "eventId is a UUID" })
+  )
+
 export const RetentionHandlers = HttpApiBuilder.group(
   Api,
   "retention",
@@ -54,9 +62,11 @@ export const RetentionHandlers = HttpApiBuilder.group(
         locate(Effect.gen(function*() {
           yield* noFork(query.fork)
           const expectedVersion = yield* expectedVersionOf(query.expectedVersion)
+          const eventId = yield* eventIdOf(query.eventId)
           return yield* Retention.deleteExisting(engine, params.tenant, params.stream, {
             hard: query.hard === "true",
-            expectedVersion
+            expectedVersion,
+            eventId
           })
         }))
     })

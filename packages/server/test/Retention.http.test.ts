@@ -118,6 +118,24 @@ describe("retention and deletion over HTTP", () => {
       .toEqual([4])
   })
 
+  it("DELETE with an eventId is idempotent: a retry answers the original tombstone, even after the stream lived on", async () => {
+    await put("retried", 2)
+    const id = "3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+    const first = await send(url(`/retried?eventId=${id}`), "DELETE")
+    expect(first.status, JSON.stringify(first.body)).toBe(200)
+    expect(first.body).toMatchObject({ stream: "retried", version: 2 })
+    // The stream starts a new life; then the first call's retry arrives (its response had been lost).
+    const alive = await node.client.post(`${base}/retried/events`, { events: [{ type: "Data", data: { after: true } }] })
+    expect(alive.status).toBe(200)
+    const retry = await send(url(`/retried?eventId=${id}`), "DELETE")
+    expect(retry.status, JSON.stringify(retry.body)).toBe(200)
+    expect(retry.body).toEqual(first.body)
+    expect(await read("retried")).toEqual(["2:$deleted", "3:Data"])
+    const bad = await send(url("/retried?eventId=not-a-uuid"), "DELETE")
+    expect(bad.status).toBe(400)
+    expect(bad.body).toMatchObject({ _tag: "InvalidRequest", field: "query.eventId" })
+  })
+
   it("DELETE checks expectedVersion and refuses streams that do not exist", async () => {
     await put("guarded", 2)
     const stale = await send(url("/guarded?expectedVersion=0"), "DELETE")

@@ -139,12 +139,19 @@ export const deleteStream = (
   engine: EngineShape,
   tenant: string,
   stream: string,
-  options: { readonly hard: boolean; readonly expectedVersion?: ExpectedVersion.ExpectedVersion | undefined }
+  options: DeleteOptions
 ): Effect.Effect<Event.AppendResult, Errors.AppendError> =>
   engine.append(tenant, stream, {
     ...(options.expectedVersion === undefined ? {} : { expectedVersion: options.expectedVersion }),
-    events: [{ type: deletedType, data: { hard: options.hard } }]
+    events: [{ ...(options.eventId === undefined ? {} : { eventId: options.eventId }), type: deletedType, data: { hard: options.hard } }]
   } as never)
+
+export interface DeleteOptions {
+  readonly hard: boolean
+  readonly expectedVersion?: ExpectedVersion.ExpectedVersion | undefined
+  /** The tombstone's event id: a retried deletion with the same id is answered with the original tombstone. */
+  readonly eventId?: string | undefined
+}
 
 /** The rules in effect for one stream, as the public API reports them (`RetentionApi.StreamRetention`). */
 export interface Current {
@@ -272,7 +279,7 @@ export const deleteExisting = (
   engine: EngineShape,
   tenant: string,
   stream: string,
-  options: { readonly hard: boolean; readonly expectedVersion?: ExpectedVersion.ExpectedVersion | undefined }
+  options: DeleteOptions
 ): Effect.Effect<
   RetentionApi.DeleteStreamResult,
   Errors.InvalidRequest | Errors.WrongExpectedVersion | Errors.StreamNotFound | Errors.Unavailable

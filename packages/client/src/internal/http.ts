@@ -397,10 +397,13 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
       if (invalid !== undefined) return Effect.fail(invalid)
       const o = decodeDeleteStreamOptions(options)
       if (isInvalid(o)) return Effect.fail(o)
+      // The tombstone's id is chosen once, before the first attempt: a retry after a lost response is answered with
+      // the original tombstone instead of writing a second one (which, after a re-append, would delete again).
       const query = queryOf({
         hard: o.hard === undefined ? undefined : String(o.hard),
-        expectedVersion: o.expectedVersion
-      }) as { readonly hard?: "true" | "false"; readonly expectedVersion?: string }
+        expectedVersion: o.expectedVersion,
+        eventId: uuidV4(random)
+      }) as { readonly hard?: "true" | "false"; readonly expectedVersion?: string; readonly eventId?: string }
       return call(client.retention.deleteStream({ params: { tenant, stream }, query }))
     },
 
