@@ -45,6 +45,7 @@ import { AsOf, Errors, Event, Fork, Ids } from "@chronos/domain"
 import { Engine, type EngineShape, make as makeEngine, type PartitionRouter } from "./Engine.ts"
 import { EventLog } from "./EventLog.ts"
 import { ForkRegistry, type ForkRecord } from "./ForkRegistry.ts"
+import { ForkReadPolicy } from "./ForkReadPolicy.ts"
 import * as ForkRouter from "./ForkRouter.ts"
 import * as GatewayRetry from "./GatewayRetry.ts"
 import type * as Partition from "./Partition.ts"
@@ -65,7 +66,8 @@ export interface ForksShape {
   readonly get: (tenant: string, forkId: string) => Effect.Effect<Fork.ForkInfo, Errors.InvalidRequest | Fork.ForkNotFound>
   /**
    * The engine of a fork: the same operations as `Engine`, reading the parent at the base plus the fork's own
-   * events and writing to the fork. Only for `tenant` (other tenants are refused).
+   * events and writing to the fork, through the store's `ForkReadPolicy` when one is provided. Only for `tenant`
+   * (other tenants are refused).
    */
   readonly engine: (
     tenant: string,
@@ -164,6 +166,8 @@ export const make: Effect.Effect<
   const scope = yield* Effect.scope
   const now = () => clock.currentTimeMillisUnsafe()
   const host = Option.getOrUndefined(yield* Effect.serviceOption(ForkHost))
+  // The store's read rules, applied to every fork engine handed out (see `ForkReadPolicy`).
+  const readPolicy = Option.getOrUndefined(yield* Effect.serviceOption(ForkReadPolicy))
   /** Several runners share the registry: re-read records before use (see the module doc). */
   const shared = registry.driver === "nats-kv"
 
@@ -290,7 +294,12 @@ export const make: Effect.Effect<
           scope: yield* Scope.fork(scope)
         })
         const routed = host === undefined ? router : yield* clusterRouter(record.id, router)
-        const fork: OpenFork = { router, routed, engine: makeEngine(config, routed) }
+        const forkEngine = makeEngine(config, routed)
+        const fork: OpenFork = {
+          router,
+          routed,
+          engine: readPolicy === undefined ? forkEngine : readPolicy.wrap(forkEngine, main)
+        }
         open.set(record.id, fork)
         return fork
       }))

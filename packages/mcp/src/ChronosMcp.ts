@@ -19,14 +19,13 @@ import { Cause, type Config, Effect, Exit, Layer, Logger, Runtime } from "effect
 import { McpProtocol, McpServer } from "effect/ai"
 import type { HttpRouter } from "effect/http"
 import type { Stdio } from "effect/Stdio"
-import * as fs from "node:fs"
-import * as path from "node:path"
-import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
 import type { Errors } from "@chronos/domain"
 import { Engine } from "@chronos/engine/Engine"
-import { EventLog, type LogError } from "@chronos/engine/EventLog"
+import type { LogError } from "@chronos/engine/EventLog"
 import { ForkRegistry } from "@chronos/engine/ForkRegistry"
 import { Forks } from "@chronos/engine/Forks"
+import * as Embedded from "@chronos/storage/Embedded"
+import * as Retention from "@chronos/storage/Retention"
 import * as AppendTool from "./AppendTool.ts"
 import * as ChronosTool from "./ChronosTool.ts"
 import * as ClusterStatusTool from "./ClusterStatusTool.ts"
@@ -168,36 +167,25 @@ export type Target =
     readonly partitions?: number | undefined
   }
 
-/** The partition count recorded by the file log in `<dataDir>/log/STORE.json`, when the store exists. */
-const recordedPartitions = (dataDir: string): number | undefined => {
-  try {
-    const manifest = JSON.parse(fs.readFileSync(path.join(dataDir, "log", "STORE.json"), "utf8")) as { partitions?: unknown }
-    return typeof manifest.partitions === "number" ? manifest.partitions : undefined
-  } catch {
-    return undefined
-  }
-}
-
 /**
- * The store of a target: a client of the node, or the engine over the file log of `dataDir` — with its forks
- * (recorded in the data directory, like a node's), so the fork tools work embedded too.
+ * The store of a target: a client of the node, or the data directory opened in this process as a node opens it —
+ * the file log with its cold tier (`Embedded.layer`: segments under `<dataDir>/segments/`), reads that apply each
+ * stream's retention and deletions, and the forks recorded in the data directory (so the fork tools work embedded
+ * too, with the store's rules applied to fork reads).
  */
 export const storeLayer = (
   target: Target
 ): Layer.Layer<McpStore, Errors.Unavailable | LogError | Config.ConfigError> => {
   if ("url" in target) return McpStore.layerHttp(target.url)
-  const partitions = target.partitions ?? recordedPartitions(target.dataDir)
-  const config = ChronosConfig.layerConfig({
-    dataDir: target.dataDir,
-    logDriver: "file",
-    ...(partitions === undefined ? {} : { partitions })
-  })
-  const log = Layer.unwrap(Effect.map(ChronosConfig, (c: ChronosConfigShape) =>
-    EventLog.layerFile({ dataDir: c.dataDir, segmentBytesMax: c.logSegmentBytesMax, partitions: c.partitions })))
-  const EngineLive = Engine.layerLocal.pipe(Layer.provideMerge(log), Layer.provideMerge(config))
+  const EngineLive = Retention.layerEnforced.pipe(
+    Layer.provideMerge(Embedded.layer({
+      dataDir: target.dataDir,
+      ...(target.partitions === undefined ? {} : { partitions: target.partitions })
+    }))
+  )
   return Layer.mergeAll(
     McpStore.layerEngine,
-    Forks.layer.pipe(Layer.provide(ForkRegistry.layerFile(target.dataDir)))
+    Forks.layer.pipe(Layer.provide(Layer.merge(ForkRegistry.layerFile(target.dataDir), Retention.layerForkReadPolicy)))
   ).pipe(Layer.provide(EngineLive))
 }
 

@@ -63,6 +63,40 @@ describe("stdio, embedded (--data-dir)", () => {
   })
 })
 
+describe("stdio, embedded over a node's data directory", () => {
+  it("applies the store's retention to reads, in main and in a fork, and reads sealed events back from segments", async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "chronos-mcp-retention-"))
+    const node = await startNode({ logDriver: "file", dataDir })
+    const post = (p: string, body: unknown, method = "POST") =>
+      fetch(`${node.url}${p}`, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
+    try {
+      for (let i = 0; i < 4; i++) {
+        const res = await post("/v1/tenants/bank/streams/account-9/events", { events: [{ type: "Deposited", data: { i } }] })
+        assert.strictEqual(res.status, 200)
+      }
+      // The last two versions only; then everything durable goes to a segment (bodies read back from Parquet).
+      assert.strictEqual((await post("/v1/tenants/bank/streams/account-9/retention", { maxCount: 2 }, "PUT")).status, 200)
+      assert.strictEqual((await post("/v1/admin/seal", {})).status, 200)
+    } finally {
+      await node.stop()
+    }
+    const c = await connectStdio(["--data-dir", dataDir, "--tenant", "bank"])
+    try {
+      const versionsOf = (r: { structured: { events: ReadonlyArray<{ version: number }> } }) =>
+        r.structured.events.map((e) => e.version)
+      // maxCount 2 keeps versions 3 and 4 (the `$metadata` event at 4 counts and stays visible).
+      const main = await ok(c, "get_stream", { stream: "account-9", format: "json" })
+      assert.deepStrictEqual(versionsOf(main), [3, 4])
+      const fork = await ok(c, "create_fork", {})
+      const inFork = await ok(c, "get_stream", { stream: "account-9", format: "json", fork: fork.structured.forkId })
+      assert.deepStrictEqual(versionsOf(inFork), [3, 4])
+    } finally {
+      await c.close()
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe("stdio, remote (--url to a running node)", () => {
   let node: { url: string; stop: () => Promise<void> }
   let c: Connected

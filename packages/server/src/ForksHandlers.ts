@@ -10,6 +10,7 @@ import type { ChronosConfigShape } from "@chronos/config"
 import { Errors } from "@chronos/domain"
 import { ForkRegistry } from "@chronos/engine/ForkRegistry"
 import { Forks } from "@chronos/engine/Forks"
+import * as Retention from "@chronos/storage/Retention"
 import { Api } from "./HttpHandlers.ts"
 import { locate } from "./internal/httpInput.ts"
 
@@ -31,8 +32,12 @@ export const registryLayer = (config: ChronosConfigShape): Layer.Layer<ForkRegis
   }
 }
 
-/** `Forks` over the node's engine and log, with the registry of `config.logDriver`. */
-export const forksLayer = (config: ChronosConfigShape) => Forks.layer.pipe(Layer.provide(registryLayer(config)))
+/**
+ * `Forks` over the node's engine and log, with the registry of `config.logDriver`; every fork engine applies the
+ * store's retention and deletions (`Retention.layerForkReadPolicy`), whoever opens it (HTTP, MCP, search).
+ */
+export const forksLayer = (config: ChronosConfigShape) =>
+  Forks.layer.pipe(Layer.provide(Layer.merge(registryLayer(config), Retention.layerForkReadPolicy)))
 
 /**
  * `locate` for the create body: its fields (`ttlSeconds`, `asOf`, `labels`) are named as in the body, like the

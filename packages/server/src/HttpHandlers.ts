@@ -6,8 +6,8 @@
  * Validation against the limits and the identifier rules stays in the engine, so every surface enforces the same.
  * Append and read share their code (`internal/streamRoutes.ts`) with the node's direct path for those two hot
  * requests (`internal/directPath.ts`), so both answer alike. With `?fork=<forkId>` a stream or query request goes to
- * that fork's engine (`Forks.engine`) instead of the store's, through the same code, with the store's retention and
- * deletions applied to it (`Retention.enforceFork`: a fork must not show what the store hides).
+ * that fork's engine (`Forks.engine`) instead of the store's, through the same code; `Forks` applies the store's
+ * retention and deletions to it (`Retention.layerForkReadPolicy`: a fork must not show what the store hides).
  */
 import { Effect, Layer, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
@@ -15,7 +15,6 @@ import { HttpApi, HttpApiBuilder } from "effect/http-api"
 import { Api as DomainApi, type Errors, Fork } from "@chronos/domain"
 import { Engine, type EngineShape } from "@chronos/engine/Engine"
 import { Forks } from "@chronos/engine/Forks"
-import * as Retention from "@chronos/storage/Retention"
 import { locate, optionalInt, requiredInt, surfaceCorrupt, typeList } from "./internal/httpInput.ts"
 import * as StreamRoutes from "./internal/streamRoutes.ts"
 
@@ -40,14 +39,6 @@ const encodeForkNotFound = Schema.encodeSync(Fork.ForkNotFound)
 const onEngine = Effect.fnUntraced(function*() {
   const engine = yield* Engine
   const forks = yield* Forks
-  // A fork reads the store's events up to its base: the store's retention and deletions hide them there too. One
-  // wrapper per open fork engine (its rule index is incremental), dropped with it.
-  const enforced = new WeakMap<EngineShape, EngineShape>()
-  const withRetention = (fork: EngineShape) => {
-    let wrapped = enforced.get(fork)
-    if (wrapped === undefined) enforced.set(fork, wrapped = Retention.enforceFork(fork, engine))
-    return wrapped
-  }
   return <A, E>(
     tenant: string,
     fork: string | undefined,
@@ -58,7 +49,7 @@ const onEngine = Effect.fnUntraced(function*() {
         error._tag === "ForkNotFound"
           ? Effect.succeed(HttpServerResponse.jsonUnsafe(encodeForkNotFound(error), { status: 404 }))
           : Effect.fail(error),
-      onSuccess: (fork) => f(withRetention(fork))
+      onSuccess: (fork) => f(fork)
     })
 })
 

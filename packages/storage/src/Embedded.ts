@@ -26,10 +26,13 @@ export interface Options extends Partial<Omit<ChronosConfigShape, "dataDir" | "l
   readonly dataDir: string
 }
 
-/** `Engine` + `ColdTier` + `ChronosConfig` over `dataDir` (config: defaults, `CHRONOS_*` environment, `options`). */
+/**
+ * `Engine` + `ColdTier` + `EventLog` + `ChronosConfig` over `dataDir` (config: defaults, `CHRONOS_*` environment,
+ * `options`).
+ */
 export const layer = (
   options: Options
-): Layer.Layer<Engine | ColdTier | ChronosConfig, LogError | Config.ConfigError> => {
+): Layer.Layer<Engine | ColdTier | EventLog | ChronosConfig, LogError | Config.ConfigError> => {
   const { dataDir, ...overrides } = options
   // An existing store's partition count is fixed (see `STORE.json`): tools opening it need not be told.
   const recorded = overrides.partitions === undefined ? recordedPartitions(dataDir) : undefined
@@ -43,7 +46,8 @@ export const layer = (
     EventLog.layerFile({ dataDir: c.dataDir, segmentBytesMax: c.logSegmentBytesMax, partitions: c.partitions })))
   return Engine.layerLocal.pipe(
     Layer.provideMerge(ColdTier.layerLocal({ dataDir })),
-    Layer.provide(fileLog),
+    // Exported too: forks keep their own logs in the same store (`Forks.layer` needs it).
+    Layer.provideMerge(fileLog),
     Layer.provideMerge(config)
   )
 }

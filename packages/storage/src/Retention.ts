@@ -25,12 +25,14 @@
  * event still answers as a duplicate.
  *
  * Rules are read as they are now, also for `asOf` reads (retention is not time-travelled: what is deleted is gone).
- * Reads through a fork apply the store's rules (`enforceFork`, used by the node's `?fork=` reads). Subscriptions do
+ * Reads through a fork apply the store's rules (`enforceFork`, installed on every fork engine by
+ * `layerForkReadPolicy`: HTTP `?fork=`, MCP tools with `fork`, search's fork filter). Subscriptions do
  * not apply them (a subscriber sees the log as written, tombstones included).
  */
 import { Clock, Context, Effect, Exit, Layer, Option, Schema, SchemaIssue } from "effect"
 import { Errors, type Event, type ExpectedVersion, Ids, Reducer, RetentionApi } from "@chronos/domain"
 import { Engine, type EngineShape } from "@chronos/engine/Engine"
+import { ForkReadPolicy } from "@chronos/engine/ForkReadPolicy"
 
 export const metadataType = "$metadata"
 export const deletedType = "$deleted"
@@ -573,6 +575,12 @@ export const enforce = (
  */
 export const enforceFork = (fork: EngineShape, store: EngineShape): EngineShape =>
   enforce({ ...fork, router: { ...fork.router, scan: store.router.scan } }, { foreignRules: true })
+
+/**
+ * The store's rules on every fork engine `Forks` hands out (HTTP `?fork=`, MCP tools, search's fork filter): provide
+ * it wherever `Forks.layer` is built over an engine that applies retention.
+ */
+export const layerForkReadPolicy: Layer.Layer<ForkReadPolicy> = Layer.succeed(ForkReadPolicy, { wrap: enforceFork })
 
 /** Replaces the provided `Engine` by `enforce(engine)` (the node's: every HTTP read goes through it). */
 export const layerEnforced: Layer.Layer<Engine, never, Engine> = Layer.effect(

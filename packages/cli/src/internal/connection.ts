@@ -62,6 +62,8 @@ export const clientLayer = (c: Connection): Layer.Layer<ChronosClient, UsageErro
           // Retention and deletion (`retention`, `delete-stream`), and reads that apply them, as a node's do.
           Layer.provide(RetentionClient.layer),
           Layer.provideMerge(Retention.layerEnforced),
+          // Fork reads (`--fork`) apply the store's rules too.
+          Layer.provideMerge(Retention.layerForkReadPolicy),
           Layer.provideMerge(Embedded.layer({ dataDir }))
         )
     ))
