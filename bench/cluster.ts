@@ -136,6 +136,36 @@ const peerWorkload = async (prefix: string, urlFor: (writer: number, stream: num
   return { ...result, retried503s: retries }
 }
 
+/** CPU time (user + system) a process has used so far, ms, from `/proc/<pid>/stat` (Linux; 0 elsewhere). */
+const cpuMs = (pid: number): number => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // utime and stime are fields 14 and 15 of the whole line (11 and 12 after the command), in clock ticks.
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000) / ticksPerSecond
+  } catch {
+    return 0
+  }
+}
+const ticksPerSecond = 100
+
+/** CPU used during `work` by each group of processes, in ms per event. Where a CPU-bound run spends the cores. */
+const cpuPerEvent = async <A extends { readonly events: number }>(
+  groups: Record<string, ReadonlyArray<number>>,
+  work: () => Promise<A>
+): Promise<A & { readonly cpuMsPerEvent: Record<string, number> }> => {
+  const sample = () => Object.fromEntries(Object.entries(groups).map(([k, pids]) => [k, pids.reduce((t, p) => t + cpuMs(p), 0)]))
+  const self0 = process.cpuUsage()
+  const before = sample()
+  const result = await work()
+  const after = sample()
+  const self = process.cpuUsage(self0)
+  const perEvent: Record<string, number> = {}
+  for (const k of Object.keys(groups)) perEvent[k] = +((after[k]! - before[k]!) / result.events).toFixed(3)
+  perEvent["load generator"] = +((self.user + self.system) / 1_000 / result.events).toFixed(3)
+  return { ...result, cpuMsPerEvent: perEvent }
+}
+
 /** Commits (JetStream messages) and events of the partition streams: how well group commit batched. */
 const commitStats = async (servers: ReadonlyArray<string>) => {
   const nc = await connect({ servers: [...servers] })
@@ -171,11 +201,12 @@ export const runClusterBench = async () => {
     const urls = cluster.runners.map((r) => r.url)
 
     log(`» raw R3 JetStream baseline: ${BASELINE_EVENTS} events, one publish each, ${DEPTH} in flight`)
-    const rawJetStreamR3Result = await rawJetStreamR3(servers)
+    const groups = { "3 runners": cluster.runners.map((r) => r.pid), "3 nats-servers": cluster.nats.map((n) => n.pid) }
+    const rawJetStreamR3Result = await cpuPerEvent(groups, () => rawJetStreamR3(servers))
     log(`  ${rawJetStreamR3Result.eventsPerSec} events/s`)
 
     log(`» cluster over HTTP, any gateway: ${STREAMS * PER_STREAM} events, ${WRITERS} writers × ${DEPTH} in flight`)
-    const ingest = await peerWorkload("g-", (w) => urls[w % urls.length]!)
+    const ingest = await cpuPerEvent(groups, () => peerWorkload("g-", (w) => urls[w % urls.length]!))
     const commits = await commitStats(servers)
     log(`  ${ingest.eventsPerSec} events/s (${ingest.retried503s} retries), ${(ingest.events / commits).toFixed(1)} events per commit`)
 
@@ -185,7 +216,10 @@ export const runClusterBench = async () => {
     const httpOf = new Map(cluster.runners.map((r) => [r.address, r.url]))
     const ownerUrl = status.partitions.map((p) => httpOf.get(p.owner) ?? urls[0]!)
     log(`» cluster over HTTP, owner-aware client: ${STREAMS * PER_STREAM} events, same workload`)
-    const owned = await peerWorkload("o-", (_w, s) => ownerUrl[Partitioning.partitionOf("bench", `o-${s}`, PARTITIONS)]!)
+    const owned = await cpuPerEvent(
+      groups,
+      () => peerWorkload("o-", (_w, s) => ownerUrl[Partitioning.partitionOf("bench", `o-${s}`, PARTITIONS)]!)
+    )
     const ownedCommits = (await commitStats(servers)) - commits
     log(`  ${owned.eventsPerSec} events/s (${owned.retried503s} retries), ${(owned.events / ownedCommits).toFixed(1)} events per commit`)
 
@@ -260,6 +294,15 @@ same run on the same NATS cluster.
 | raw R3 JetStream baseline (one publish per event) | ${r.rawJetStreamR3.eventsPerSec.toLocaleString("en")} events/s |
 | **cluster over HTTP, any gateway**, R3, peer workload | ${r.clusterHttpR3.eventsPerSec.toLocaleString("en")} events/s (**${r.ratio}×** the baseline; ${r.clusterHttpR3.eventsPerCommit} events per commit, ${r.clusterHttpR3.retried503s} retries) |
 | **cluster over HTTP, owner-aware client**, R3, peer workload | ${r.ownerAwareHttpR3.eventsPerSec.toLocaleString("en")} events/s (**${r.ownerAwareRatio}×** the baseline; ${r.ownerAwareHttpR3.eventsPerCommit} events per commit, ${r.ownerAwareHttpR3.retried503s} retries) |
+
+CPU per event during each measurement (user + system time of the processes, from \`/proc/<pid>/stat\`, divided by
+the events written; the machine has ${r.machine.cpus} cores, so ${(r.machine.cpus * 1000).toLocaleString("en")} ms of CPU per second in all):
+
+| CPU ms per event | ${Object.keys(r.rawJetStreamR3.cpuMsPerEvent).join(" | ")} |
+|---|${Object.keys(r.rawJetStreamR3.cpuMsPerEvent).map(() => "---").join("|")}|
+| raw R3 JetStream baseline | ${Object.values(r.rawJetStreamR3.cpuMsPerEvent).join(" | ")} |
+| cluster, any gateway | ${Object.values(r.clusterHttpR3.cpuMsPerEvent).join(" | ")} |
+| cluster, owner-aware client | ${Object.values(r.ownerAwareHttpR3.cpuMsPerEvent).join(" | ")} |
 
 ### What limits it
 
