@@ -184,19 +184,26 @@ const commitStats = async (servers: ReadonlyArray<string>) => {
 
 export const runClusterBench = async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "chronos-bench-cluster-"))
-  const base = 20_000 + 50 * Math.floor(Math.random() * 800)
   try {
     log(`» cluster: 3 nats-servers (R3, sync_interval always) + 3 runners, ${PARTITIONS} partitions (${dir})`)
-    const cluster = await Effect.runPromise(LocalCluster.up({
-      dir,
-      nodes: 3,
-      partitions: PARTITIONS,
-      httpPortBase: base,
-      runnerPortBase: base + 10,
-      natsClientPortBase: base + 20,
-      natsClusterPortBase: base + 30,
-      natsMonitorPortBase: base + 40
-    }))
+    // A random port range, another one when a port of it is taken (as the fault tests do).
+    const up = async (attempt: number): Promise<LocalCluster.ClusterFile> => {
+      const base = 20_000 + 50 * Math.floor(Math.random() * 800)
+      const started = await Effect.runPromise(Effect.result(LocalCluster.up({
+        dir,
+        nodes: 3,
+        partitions: PARTITIONS,
+        httpPortBase: base,
+        runnerPortBase: base + 10,
+        natsClientPortBase: base + 20,
+        natsClusterPortBase: base + 30,
+        natsMonitorPortBase: base + 40
+      })))
+      if (started._tag === "Success") return started.success
+      if (attempt < 3 && started.failure.message.includes("is in use")) return up(attempt + 1)
+      throw new Error(started.failure.message)
+    }
+    const cluster = await up(1)
     const servers = cluster.nats.map((n) => n.url)
     const urls = cluster.runners.map((r) => r.url)
 

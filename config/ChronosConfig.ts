@@ -32,8 +32,18 @@ export interface ChronosConfigShape {
   readonly commitEventsMax: number
   /** Bytes of one commit body. Must stay below the JetStream server's max_payload. */
   readonly commitBytesMax: number
-  /** How long a commit may wait for more appends before it is written (0: flush as soon as the log is free). */
+  /**
+   * How long a commit may wait for more appends before it is written (0: flush as soon as the log is free). Unless
+   * set, it is `jetStreamCommitLingerMs` with the JetStream log and 0 with the others.
+   */
   readonly commitLingerMs: number
+  /**
+   * `commitLingerMs` when the log is JetStream and `commitLingerMs` is not set. Every JetStream commit pays a
+   * replication round and an fsync on a quorum of nodes, whatever its size, so fuller commits cost less per event.
+   * Measured with the cluster benchmark (owner-aware client, 2 cores): 0 ms → 1.4 events per commit, 0.55 ms of
+   * nats-server CPU per event, 1,782 events/s; 5 ms → 2.9, 0.33 ms, 2,531 events/s (10 and 20 ms add little).
+   */
+  readonly jetStreamCommitLingerMs: number
   /** Commits written to the log but not yet acknowledged, per partition (pipelining depth). */
   readonly commitsInFlightMax: number
   /** Appends accepted by a partition but not yet durable; past this the partition answers `LimitExceeded`. */
@@ -246,6 +256,7 @@ export const defaults: ChronosConfigShape = {
   commitEventsMax: 8_192,
   commitBytesMax: 4 * 1_048_576,
   commitLingerMs: 0,
+  jetStreamCommitLingerMs: 5,
   commitsInFlightMax: 4,
   pendingAppendsMax: 200_000,
   appendTimeoutMs: 10_000,
@@ -341,7 +352,11 @@ export class ChronosConfig extends Context.Service<ChronosConfig, ChronosConfigS
 
 /** Merges overrides over the defaults and rejects impossible combinations at start-up, not at the first append. */
 export const make = (overrides: Partial<ChronosConfigShape>): ChronosConfigShape => {
-  const config: ChronosConfigShape = { ...defaults, ...withoutUndefined(overrides) }
+  const given = withoutUndefined(overrides)
+  const merged: ChronosConfigShape = { ...defaults, ...given }
+  const config: ChronosConfigShape = given.commitLingerMs === undefined && merged.logDriver === "jetstream"
+    ? { ...merged, commitLingerMs: merged.jetStreamCommitLingerMs }
+    : merged
   for (const [key, value] of Object.entries(config)) {
     if (typeof value === "number" && !(Number.isFinite(value) && value >= 0)) {
       throw new Error(`config ${key} must be a finite non-negative number, got ${value}`)
