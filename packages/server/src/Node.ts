@@ -65,7 +65,8 @@ export const coldLayer = (config: ChronosConfigShape): Layer.Layer<never, never,
       return ColdTier.layerNats({
         servers: config.natsUrls.split(",").map((s) => s.trim()).filter((s) => s !== ""),
         replicas: config.natsReplicas,
-        requestTimeoutMs: config.segmentStoreTimeoutMs
+        requestTimeoutMs: config.segmentStoreTimeoutMs,
+        metadataTimeoutMs: config.natsRequestTimeoutMs
       }).pipe(Layer.orDie)
     case "none":
       return Layer.empty

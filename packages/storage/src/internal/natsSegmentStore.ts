@@ -12,8 +12,8 @@
  *    partition still sealing after the partition moved — fails with a `SegmentStoreError` saying so, and the seal is
  *    retried from a fresh read: a manifest is never overwritten blindly, so no listed segment is ever lost.
  *
- * Every request is bounded by `requestTimeoutMs`; a request that times out, or any NATS error, is a retryable
- * `SegmentStoreError`. Both buckets read through their stream leader (not direct gets from replicas), so a new
+ * Every request is bounded by `requestTimeoutMs` (small ones by `metadataTimeoutMs`); a request that times out, or
+ * any NATS error, is a retryable `SegmentStoreError`. Both buckets read through their stream leader (not direct gets from replicas), so a new
  * owner reads what the previous one wrote. The KV bucket keeps one revision per key (`history: 1`): the manifest is
  * replaced whole, and a manifest's size bounds it (~250 bytes a segment, within the server's max_payload).
  */
@@ -41,6 +41,14 @@ export interface Options {
   readonly bucketPrefix?: string | undefined
   /** Bound of every NATS request (`segmentStoreTimeoutMs`). */
   readonly requestTimeoutMs: number
+  /**
+   * Bound of the small requests — manifest reads and writes, object info, listings, removals — when shorter than
+   * `requestTimeoutMs` (a node passes `natsRequestTimeoutMs`). A partition's activation reads its manifest: during a
+   * NATS leader election that read must fail fast and be retried (the activation retries `LogUnavailable`), not wait
+   * out a bound sized for moving a segment (measured: one 37 s writer stall in the fault test's NATS-node-loss phase,
+   * against 6–8 s otherwise).
+   */
+  readonly metadataTimeoutMs?: number | undefined
   /**
    * Open existing buckets only (`replicas` is then unused): a scrub (`Verify.runNats`) must not create an empty
    * store where it expected one. Default false: create them when missing.
@@ -115,36 +123,42 @@ export const make = (options: Options): Effect.Effect<SegmentStoreShape, Segment
     const [os, kv] = options.openOnly === true
       ? yield* openBuckets
       : yield* createBuckets.pipe(Effect.retry({ times: 10, schedule: Schedule.spaced(500) }))
-    return makeDriver(os, kv, prefix, options.requestTimeoutMs)
+    return makeDriver(os, kv, prefix, options.requestTimeoutMs, Math.min(options.metadataTimeoutMs ?? options.requestTimeoutMs, options.requestTimeoutMs))
   })
 
-const makeDriver = (os: ObjectStore, kv: KV, prefix: string, timeoutMs: number): SegmentStoreShape => {
+const makeDriver = (
+  os: ObjectStore,
+  kv: KV,
+  prefix: string,
+  timeoutMs: number,
+  metadataTimeoutMs: number
+): SegmentStoreShape => {
   const buckets = bucketNames(prefix)
   const location = (partition: number, file: string) =>
     file === manifestFile
       ? `nats-kv:${buckets.manifests}/${partitionDirName(partition)}`
       : `nats-obj:${buckets.segments}/${objectName(partition, file)}`
-  const io = <A>(where: string, run: () => Promise<A>): Effect.Effect<A, SegmentStoreError> =>
+  const io = <A>(where: string, run: () => Promise<A>, boundMs = metadataTimeoutMs): Effect.Effect<A, SegmentStoreError> =>
     Effect.tryPromise({
       try: run,
       catch: (e) => new SegmentStoreError({ location: where, message: errorText(e) })
     }).pipe(
       Effect.timeoutOrElse({
-        duration: timeoutMs,
-        orElse: () => Effect.fail(new SegmentStoreError({ location: where, message: `no answer within ${timeoutMs} ms` }))
+        duration: boundMs,
+        orElse: () => Effect.fail(new SegmentStoreError({ location: where, message: `no answer within ${boundMs} ms` }))
       })
     )
   /** The manifest revision this driver last read or wrote, per partition: what its next write must replace. */
   const revisions = new Map<number, number>()
 
   const listNames = io(`nats-obj:${buckets.segments}`, async () =>
-    (await os.list()).filter((info) => !info.deleted).map((info) => info.name))
+    (await os.list()).filter((info) => !info.deleted).map((info) => info.name), timeoutMs)
 
   return {
     driver: "nats",
     location,
     put: (partition, file, bytes) =>
-      Effect.asVoid(io(location(partition, file), () => os.putBlob({ name: objectName(partition, file) }, bytes))),
+      Effect.asVoid(io(location(partition, file), () => os.putBlob({ name: objectName(partition, file) }, bytes), timeoutMs)),
     get: (partition, file) =>
       Effect.tryPromise({
         try: () => os.getBlob(objectName(partition, file)),
@@ -183,7 +197,7 @@ const makeDriver = (os: ObjectStore, kv: KV, prefix: string, timeoutMs: number):
         const out: Array<string> = []
         for await (const k of await kv.keys()) out.push(k)
         return out
-      })
+      }, timeoutMs)
       for (const k of keys) {
         const m = /^p(\d{3,})$/.exec(k)
         if (m !== null) found.add(Number(m[1]))
