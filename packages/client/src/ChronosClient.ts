@@ -6,7 +6,8 @@
  *    and the server cannot drift. Transient failures (`Unavailable` with `retryable`, connection errors, 5xx with
  *    an unexpected body) are retried with bounded exponential backoff. That is safe because appends are idempotent
  *    by event id, so the SDK gives every event without an id a UUID v4 *before* the first attempt: a retry re-sends
- *    exactly the same events.
+ *    exactly the same events. With `gateways` (every runner of a cluster) appends go to the runner that owns their
+ *    stream's partition, learned from the cluster (`GET /health`, `GET /v1/partitions`), skipping a hop.
  *  - `layerEmbedded({ dataDir, ... })`: the engine in process over the durable file log.
  *  - `layerMemory(overrides?)`: the engine in process over the memory log (tests).
  *

@@ -97,7 +97,10 @@ export const layerSharding = (options: Options): Layer.Layer<
 
 /** A runner as one layer: the node, on the cluster given by `layerSharding(options)`. */
 export const layer = (options: Options): Layer.Layer<Node.Services, LogError | HttpServerError.ServeError | Config.ConfigError> =>
-  Node.layer(nodeConfig(options), { sharding: Layer.orDie(layerSharding(options)) })
+  Node.layer(nodeConfig(options), {
+    sharding: Layer.orDie(layerSharding(options)),
+    runnerAddress: formatAddress(options.runnerHost ?? "127.0.0.1", options.runnerPort)
+  })
 
 /**
  * A runner only ends by interruption (SIGINT/SIGTERM), so a clean shutdown exits 0 (what supervisors expect), as

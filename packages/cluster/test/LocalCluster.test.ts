@@ -6,10 +6,11 @@
  * the same directory bringing the cluster back with its events. Also the runner's command line (`RunnerArgs`).
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, ManagedRuntime } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { ChronosClient } from "@chronos/client"
 import * as LocalCluster from "../src/LocalCluster.ts"
 import * as RunnerArgs from "../src/RunnerArgs.ts"
 import { json, upAnywhere } from "./support.ts"
@@ -90,6 +91,24 @@ describe("LocalCluster (3 nats-servers + 3 runner processes)", () => {
       }
     }
 
+    // Each gateway names its runner as /v1/partitions names owners; an owner-aware SDK client routes every append to
+    // the owner. Its default gateway is unreachable here, so an append not routed to a live gateway would fail.
+    for (const r of cluster.runners) assert.strictEqual((await json(`${r.url}/health`)).body.runner, r.address)
+    const owned = ManagedRuntime.make(ChronosClient.layerHttp({
+      url: "http://127.0.0.1:9",
+      gateways: cluster.runners.map((r) => r.url),
+      retriesMax: 20,
+      retryDelayMaxMs: 500
+    }))
+    const appendOwned = (stream: string) =>
+      owned.runPromise(Effect.gen(function*() {
+        return yield* (yield* ChronosClient).append("t", stream, { events: [{ type: "Routed", data: {} }] })
+      }))
+    for (const [partition, stream] of streams) {
+      const result = await appendOwned(`${stream}-owned`)
+      assert.isNumber(result.positions[0]!.seq, `partition ${partition}`)
+    }
+
     // status: processes, owners, and each partition stream's replicas (R3: one leader, all current).
     const status = await run(LocalCluster.status({ dir }))
     assert.isTrue(status.nats.every((n) => n.running && n.healthy))
@@ -132,6 +151,9 @@ describe("LocalCluster (3 nats-servers + 3 runner processes)", () => {
       assert.strictEqual(read.status, 200, JSON.stringify(read.body))
       assert.strictEqual(read.body.events.length, 1)
     }
+    // The owner-aware client follows partitions that moved with r3's death and return (its table was stale).
+    for (const [, stream] of streams) await appendOwned(`${stream}-owned`)
+    await owned.dispose()
 
     // down stops everything; up on the same directory brings the events back (JetStream keeps them on disk).
     const stopped = await run(LocalCluster.down({ dir }))

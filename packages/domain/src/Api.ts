@@ -33,7 +33,12 @@ const fork = Schema.optionalKey(Schema.String)
 export class SystemGroup extends HttpApiGroup.make("system", { topLevel: true })
   .add(
     HttpApiEndpoint.get("health", "/health", {
-      success: Schema.Struct({ status: Schema.Literal("ok"), partitions: Schema.Int })
+      success: Schema.Struct({
+        status: Schema.Literal("ok"),
+        partitions: Schema.Int,
+        /** The runner address of this gateway when it is a cluster runner (how `/v1/partitions` names owners). */
+        runner: Schema.optionalKey(Schema.String)
+      })
     }),
     HttpApiEndpoint.get("partitions", "/v1/partitions", {
       success: PartitionsResult,

@@ -9,7 +9,7 @@
  * that fork's engine (`Forks.engine`) instead of the store's, through the same code; `Forks` applies the store's
  * retention and deletions to it (`Retention.layerForkReadPolicy`: a fork must not show what the store hides).
  */
-import { Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import { HttpServerResponse } from "effect/http"
 import { HttpApi, HttpApiBuilder } from "effect/http-api"
 import { Api as DomainApi, type Errors, Fork } from "@chronos/domain"
@@ -59,13 +59,24 @@ const forkOfUrl = (url: string): string | undefined => {
   return q === -1 ? undefined : new URLSearchParams(url.slice(q + 1)).get("fork") ?? undefined
 }
 
+/** The runner address of this node in its cluster (`Node.Options.runnerAddress`); absent for a node on its own. */
+export const RunnerAddress = Context.Reference<string | undefined>("chronos/server/RunnerAddress", {
+  defaultValue: () => undefined
+})
+
 /** `GET /health`, `GET /v1/partitions`. */
 export const SystemHandlers = HttpApiBuilder.group(
   Api,
   "system",
   Effect.fnUntraced(function*(handlers) {
     const engine = yield* Engine
-    const health = Effect.succeed({ status: "ok" as const, partitions: engine.config.partitions })
+    // A cluster runner names itself as `/v1/partitions` names owners: owner-aware clients map one to the other.
+    const runner = yield* RunnerAddress
+    const health = Effect.succeed({
+      status: "ok" as const,
+      partitions: engine.config.partitions,
+      ...(runner === undefined ? {} : { runner })
+    })
     return handlers.handleAll({
       health: () => health,
       partitions: () => Effect.map(engine.partitions, (partitions) => ({ partitions }))

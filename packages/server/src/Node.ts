@@ -18,6 +18,7 @@ import type { Sharding } from "effect/cluster"
 import type { SearchConfigShape } from "@chronos/search/SearchConfig"
 import { forksLayer } from "./ForksHandlers.ts"
 import * as HttpApp from "./HttpApp.ts"
+import { RunnerAddress } from "./HttpHandlers.ts"
 import * as NodeServer from "./internal/nodeServer.ts"
 import * as SubscriptionsHandlers from "./SubscriptionsHandlers.ts"
 import { searchLayer } from "./SearchHandlers.ts"
@@ -91,6 +92,8 @@ export interface Options extends NodeServer.Options {
    * (start-up failures of that layer are defects: a runner that cannot join its cluster must not serve).
    */
   readonly sharding?: Layer.Layer<Sharding.Sharding> | undefined
+  /** The runner address of this node in its cluster (`host:port`), reported by `GET /health` for routing clients. */
+  readonly runnerAddress?: string | undefined
   /** Search settings over the defaults and `CHRONOS_SEARCH_*` (see `@chronos/search/SearchConfig`). */
   readonly search?: Partial<SearchConfigShape> | undefined
 }
@@ -135,7 +138,12 @@ export const layerFromConfig = (options: Options = {}): Layer.Layer<
       )
       return Context.make(HttpServer.HttpServer, server).pipe(Context.add(Engine, engine))
     }))
-    return Exports.pipe(Layer.provide(Serve), Layer.provide(Server), Layer.provide(CoreAndForks))
+    return Exports.pipe(
+      Layer.provide(Serve),
+      Layer.provide(Server),
+      Layer.provide(CoreAndForks),
+      Layer.provide(Layer.succeed(RunnerAddress, options.runnerAddress))
+    )
   }))
 
 /**

@@ -48,11 +48,20 @@ import {
   decodeSubscribeOptions,
   isInvalid
 } from "./validation.ts"
+import * as OwnerRouting from "./ownerRouting.ts"
 import { uuidV4 } from "./uuid.ts"
 
 export interface HttpOptions {
   /** Base URL of a node, e.g. `http://127.0.0.1:3900`. */
   readonly url: string
+  /**
+   * The HTTP gateways of every runner of a cluster (`url` may be one of them). When given, each append goes to the
+   * gateway of the runner that owns its stream's partition (see `ownerRouting.ts`), and to `url` when that is not
+   * known; any gateway would serve it, through one more hop.
+   */
+  readonly gateways?: ReadonlyArray<string> | undefined
+  /** How often at most the owner table of `gateways` is rebuilt after a failed attempt. */
+  readonly ownerRoutesRefreshMsMin?: number | undefined
   /** Retries of a transient failure after the first attempt (0: no retry). */
   readonly retriesMax?: number | undefined
   /** Delay before the first retry; doubles with each retry (jittered). */
@@ -72,6 +81,7 @@ export interface HttpOptions {
 }
 
 export const defaults = {
+  ownerRoutesRefreshMsMin: 1_000,
   retriesMax: 5,
   retryBaseDelayMs: 50,
   retryDelayMaxMs: 2_000,
@@ -228,16 +238,30 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
   const maxDelay = Duration.millis(options.retryDelayMaxMs ?? defaults.retryDelayMaxMs)
   const timeout = Duration.millis(options.requestTimeoutMs ?? defaults.requestTimeoutMs)
   const idleTimeoutMs = options.subscribeIdleTimeoutMs ?? defaults.subscribeIdleTimeoutMs
-  const client = yield* HttpApiClient.make(Api.ChronosApi, {
-    baseUrl: options.url,
-    transformClient: (httpClient) =>
-      httpClient.pipe(
-        HttpClient.mapRequestEffect((request) =>
-          Effect.map(Effect.service(RequestFork), (fork) =>
-            fork === undefined ? request : HttpClientRequest.setUrlParam(request, "fork", fork))),
-        HttpClient.transformResponse(Effect.map((response) => withIdleTimeout(response, idleTimeoutMs)))
-      )
-  })
+  const clientOf = (baseUrl: string) =>
+    HttpApiClient.make(Api.ChronosApi, {
+      baseUrl,
+      transformClient: (httpClient) =>
+        httpClient.pipe(
+          HttpClient.mapRequestEffect((request) =>
+            Effect.map(Effect.service(RequestFork), (fork) =>
+              fork === undefined ? request : HttpClientRequest.setUrlParam(request, "fork", fork))),
+          HttpClient.transformResponse(Effect.map((response) => withIdleTimeout(response, idleTimeoutMs)))
+        )
+    })
+  const client = yield* clientOf(options.url)
+  const gatewayClients = yield* Effect.forEach(options.gateways ?? [], clientOf)
+  const routing = gatewayClients.length === 0 ? undefined : OwnerRouting.make(
+    gatewayClients.map((c) => ({ health: c.health(), partitions: c.partitions() })),
+    options.ownerRoutesRefreshMsMin ?? defaults.ownerRoutesRefreshMsMin
+  )
+  /**
+   * An attempt through the client of the gateway that owns `tenant`/`stream` (the default one when unknown); a failed
+   * attempt marks the owner table stale, so the retry follows a moved partition.
+   */
+  const viaOwner = <A, E>(tenant: string, stream: string, attempt: (c: typeof client) => Effect.Effect<A, E>) =>
+    routing === undefined ? attempt(client) : Effect.flatMap(routing.gatewayOf(tenant, stream), (i) =>
+      attempt(i === -1 ? client : gatewayClients[i]!).pipe(Effect.tapError(() => routing.markStale)))
   const reconnectsMax = options.subscribeReconnectsMax ?? defaults.subscribeReconnectsMax
   const reconnectDelayMs = options.subscribeReconnectDelayMs ?? defaults.subscribeReconnectDelayMs
   const reconnectDelayMsMax = options.subscribeReconnectDelayMsMax ?? defaults.subscribeReconnectDelayMsMax
@@ -326,7 +350,7 @@ export const make = Effect.fnUntraced(function*(options: HttpOptions) {
       if (isInvalid(o)) return Effect.fail(o)
       // Ids are fixed here, once: every retry below sends the same events.
       const payload = withIds(decoded)
-      return callFork(client.streams.append({ params: { tenant, stream }, payload }), o.fork)
+      return callFork(viaOwner(tenant, stream, (c) => c.streams.append({ params: { tenant, stream }, payload })), o.fork)
     },
 
     read: (tenant: string, stream: string, options: unknown = {}) => {
