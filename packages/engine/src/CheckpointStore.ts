@@ -327,6 +327,7 @@ export const makeNatsKv = (options: NatsKvOptions) =>
           connect({
             servers: [...options.servers],
             name: "chronos-checkpoints",
+            noAsyncTraces: true,
             // A node lives for days: never give up reconnecting (the default stops after 10 attempts).
             maxReconnectAttempts: -1,
             reconnectTimeWait: 250,

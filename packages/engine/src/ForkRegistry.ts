@@ -175,7 +175,14 @@ export const makeNatsKv = (options: NatsKvOptions) =>
       Effect.tryPromise({ try: f, catch: (error) => unavailable(`${what} (bucket ${bucket})`, error) })
     const nc = yield* Effect.acquireRelease(
       request("cannot connect to NATS", () =>
-        connect({ servers: [...options.servers], name: "chronos-forks", maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: timeoutMs })),
+        connect({
+          servers: [...options.servers],
+          name: "chronos-forks",
+          noAsyncTraces: true,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 250,
+          timeout: timeoutMs
+        })),
       (nc) =>
         Effect.promise(() => nc.drain().catch(() => nc.close())).pipe(
           Effect.timeoutOrElse({ duration: Duration.millis(timeoutMs), orElse: () => Effect.promise(() => nc.close()) })

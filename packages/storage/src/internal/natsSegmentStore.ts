@@ -84,6 +84,8 @@ export const make = (options: Options): Effect.Effect<SegmentStoreShape, Segment
         connect({
           servers: [...options.servers],
           name: "chronos-segments",
+          // No async stack trace built per request (see the JetStream log driver's connection).
+          noAsyncTraces: true,
           maxReconnectAttempts: -1,
           reconnectTimeWait: 250,
           timeout: options.requestTimeoutMs
