@@ -329,14 +329,17 @@ export const withSection = (text: string, newSection: string): string => {
   return `${text.trimEnd()}\n\n${newSection}`
 }
 
-/** The cluster section currently in `file`, or "" (so that `bench/run.ts` keeps it when it rewrites the file). */
-export const currentSection = (file: string): string => {
+/** The text of `file` from `begin` to `end` (markers included), or "": a section a rewrite of the file keeps. */
+export const sectionOf = (file: string, begin: string, end: string): string => {
   if (!existsSync(file)) return ""
   const text = readFileSync(file, "utf8")
-  const b = text.indexOf(beginMarker)
-  const e = text.indexOf(endMarker)
-  return b >= 0 && e > b ? text.slice(b, e + endMarker.length) + "\n" : ""
+  const b = text.indexOf(begin)
+  const e = text.indexOf(end)
+  return b >= 0 && e > b ? text.slice(b, e + end.length) + "\n" : ""
 }
+
+/** The cluster section currently in `file`, or "" (so that `bench/run.ts` keeps it when it rewrites the file). */
+export const currentSection = (file: string): string => sectionOf(file, beginMarker, endMarker)
 
 export const main = async () => {
   const results = await runClusterBench()
