@@ -54,6 +54,12 @@ export interface PartitionLog {
    * detects as a gap). Optional: a driver without it keeps everything.
    */
   readonly truncateBefore?: (seq: number) => Effect.Effect<void, LogError>
+  /**
+   * How many commits this log writes at once (absent: as many as it is given). A partition keeps no more than this
+   * in flight: a commit cut while the log could not start writing it would only wait, holding appends that could
+   * have joined a fuller commit. The JetStream driver writes one at a time (fencing, see its module doc).
+   */
+  readonly commitsInFlightMax?: number | undefined
 }
 
 export interface EventLogShape {

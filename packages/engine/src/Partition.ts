@@ -612,13 +612,16 @@ export const make = Effect.fnUntraced(function*(
 
   const services = yield* Effect.context<never>()
 
+  /** Commits kept in flight: the limit, or fewer when the log writes fewer at once (`PartitionLog.commitsInFlightMax`). */
+  const inFlightMax = () => Math.min(limits.commitsInFlightMax, log.commitsInFlightMax ?? limits.commitsInFlightMax)
+
   const writer = Effect.gen(function*() {
     while (true) {
       yield* Effect.callback<void>((resume) => {
-        if (batch.length > 0 && inFlight.length < limits.commitsInFlightMax && !reloading) resume(Effect.void)
+        if (batch.length > 0 && inFlight.length < inFlightMax() && !reloading) resume(Effect.void)
         else {
           wakeWriter = () => {
-            if (batch.length > 0 && inFlight.length < limits.commitsInFlightMax && !reloading) {
+            if (batch.length > 0 && inFlight.length < inFlightMax() && !reloading) {
               wakeWriter = undefined
               resume(Effect.void)
             }
@@ -626,7 +629,7 @@ export const make = Effect.fnUntraced(function*(
         }
       })
       if (limits.commitLingerMs > 0) yield* Effect.sleep(limits.commitLingerMs)
-      while (batch.length > 0 && inFlight.length < limits.commitsInFlightMax && !reloading) {
+      while (batch.length > 0 && inFlight.length < inFlightMax() && !reloading) {
         const entry = cutCommit()
         inFlight.push(entry)
         yield* Effect.forkChild(

@@ -111,6 +111,36 @@ describe("Partition", () => {
       assert.deepStrictEqual(yield* reopened.scan("t", { limit: 10 }), read)
     }).pipe(Effect.scoped))
 
+  it.live("a log that writes one commit at a time gets one in flight, whatever commitsInFlightMax says", () =>
+    Effect.gen(function*() {
+      const store = new Map<number, Array<Commit>>()
+      const memory = makeMemory(store)
+      let release: (() => void) | undefined
+      const gate = new Promise<void>((resolve) => release = resolve)
+      const serial = Layer.succeed(EventLog, {
+        ...memory,
+        open: (p: number) =>
+          Effect.map(memory.open(p), (log) => ({
+            ...log,
+            commitsInFlightMax: 1,
+            append: (commit: Commit) => Effect.andThen(Effect.promise(() => gate), log.append(commit))
+          }))
+      })
+      const p = yield* Partition.make(0, { ...defaults, commitsInFlightMax: 4 }).pipe(Effect.provide(serial))
+      // A pause between appends lets the writer cut a commit after each one if it may.
+      const appends = yield* Effect.forEach([0, 1, 2, 3, 4], (i) =>
+        Effect.andThen(
+          Effect.sleep("3 millis"),
+          Effect.forkChild(p.append({ tenant: "t", stream: `s${i}`, expectedVersion: "no_stream", events: [event("A", i)] }), {
+            startImmediately: true
+          })
+        ))
+      release!()
+      for (const fiber of appends) yield* Fiber.join(fiber)
+      // With 4 in flight the first four appends would each have been cut into a commit of their own.
+      assert.deepStrictEqual(store.get(0)!.map((c) => c.events.length), [1, 4])
+    }).pipe(Effect.scoped))
+
   it.live("readers never see above the watermark; time travel by timestamp and by position", () =>
     Effect.gen(function*() {
       const p = yield* Partition.make(0, defaults).pipe(Effect.provide(EventLog.layerMemory))
