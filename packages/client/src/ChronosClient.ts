@@ -505,7 +505,9 @@ export class ChronosClient extends Context.Service<ChronosClient, ChronosClientS
    * The engine in this process over the durable file log in `dataDir`, with forks (`<dataDir>/forks/`), consumer
    * groups and projections (`<dataDir>/consumers|projections/`). Not search: its indexes and embedder belong to a
    * node (`search` fails with `Unavailable`). Configuration: defaults, then `CHRONOS_*` environment variables, then
-   * `options`. The log is closed (pending commits flushed) when the layer's scope closes.
+   * `options`. The log is closed (pending commits flushed) when the layer's scope closes. No cold tier and no
+   * retention on reads: for a store that may have been sealed or given retention rules, use
+   * `@chronos/storage/Embedded.clientLayer`, which serves the directory as a node does.
    */
   static readonly layerEmbedded = (
     options: EmbeddedOptions

@@ -10,7 +10,16 @@ import * as path from "node:path"
 import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
 import { Engine } from "@chronos/engine/Engine"
 import { EventLog, type LogError } from "@chronos/engine/EventLog"
+import { ChronosClient } from "@chronos/client/ChronosClient"
+import type { Errors } from "@chronos/domain"
+import { CheckpointStore } from "@chronos/engine/CheckpointStore"
+import { ConsumerGroups } from "@chronos/engine/ConsumerGroup"
+import { ForkRegistry } from "@chronos/engine/ForkRegistry"
+import { Forks } from "@chronos/engine/Forks"
+import { Projections } from "@chronos/engine/Projection"
 import { ColdTier } from "./ColdTier.ts"
+import * as Retention from "./Retention.ts"
+import * as RetentionClient from "./RetentionClient.ts"
 
 /** The partition count recorded in `<dataDir>/log/STORE.json` when the store was created, if any. */
 export const recordedPartitions = (dataDir: string): number | undefined => {
@@ -49,5 +58,31 @@ export const layer = (
     // Exported too: forks keep their own logs in the same store (`Forks.layer` needs it).
     Layer.provideMerge(fileLog),
     Layer.provideMerge(config)
+  )
+}
+
+/**
+ * The SDK (`ChronosClient`) over `dataDir` in this process, served as a node would serve it: the cold tier, reads
+ * that apply each stream's retention and deletions, `setRetention`/`deleteStream`, forks (whose reads apply the
+ * store's rules), consumer groups and projections (their state next to the log; `owner` names this process's
+ * projection leases, so a node later started on the directory takes them over after their lease). Not search: its
+ * indexes and embedder are a node's. Prefer it to `ChronosClient.layerEmbedded` (which `@chronos/client` cannot
+ * build with a cold tier) for any store that may have been sealed or given retention rules.
+ */
+export const clientLayer = (
+  options: Options & { readonly owner?: string | undefined }
+): Layer.Layer<ChronosClient, LogError | Config.ConfigError | Errors.Unavailable> => {
+  const { owner, ...rest } = options
+  return ChronosClient.layerEngine.pipe(
+    Layer.provide(Layer.mergeAll(
+      ConsumerGroups.layer,
+      Projections.layer(owner === undefined ? {} : { owner })
+    ).pipe(Layer.provide(CheckpointStore.layerConfig))),
+    Layer.provide(Forks.layer.pipe(
+      Layer.provide(Layer.merge(ForkRegistry.layerFile(options.dataDir), Retention.layerForkReadPolicy))
+    )),
+    Layer.provide(RetentionClient.layer),
+    Layer.provideMerge(Retention.layerEnforced),
+    Layer.provideMerge(layer(rest))
   )
 }

@@ -6,11 +6,8 @@
 import { type Config, Console, Effect, Layer, Option, Schema } from "effect"
 import { Flag } from "effect/cli"
 import { ChronosClient } from "@chronos/client"
-import { CheckpointStore } from "@chronos/engine/CheckpointStore"
-import { ConsumerGroups } from "@chronos/engine/ConsumerGroup"
-import { Projections } from "@chronos/engine/Projection"
 import type { LogError } from "@chronos/engine/EventLog"
-import type { Event } from "@chronos/domain"
+import type { Errors, Event } from "@chronos/domain"
 
 export const defaultUrl = "http://127.0.0.1:3900"
 
@@ -21,7 +18,7 @@ export const connection = {
   ),
   dataDir: Flag.String("data-dir").pipe(
     Flag.withDescription("Run the engine in this process over this data directory instead of calling a node " +
-      "(only while no node holds the directory; not for search and forks, which need a node)"),
+      "(only while no node holds the directory; not for search, which needs a node)"),
     Flag.optional
   )
 }
@@ -34,38 +31,22 @@ export interface Connection {
 /** A usage error found after parsing (two flags that exclude each other, a malformed file line): exit code 2. */
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { message: Schema.String }) {}
 
-export const clientLayer = (c: Connection): Layer.Layer<ChronosClient, UsageError | LogError | Config.ConfigError> => {
+export const clientLayer = (
+  c: Connection
+): Layer.Layer<ChronosClient, UsageError | LogError | Config.ConfigError | Errors.Unavailable> => {
   if (Option.isSome(c.url) && Option.isSome(c.dataDir)) {
     return Layer.effect(ChronosClient, Effect.fail(new UsageError({ message: "--url and --data-dir exclude each other" })))
   }
-  // Over a data dir through the storage package's embedded engine: it includes the cold tier, without which a
-  // sealed store (log truncated below its segments) cannot be opened. Consumer groups and projections keep their
-  // state next to the log, so they work here too; forks and search need a node (their calls say so).
+  // Over a data dir as a node serves it (`@chronos/storage/Embedded.clientLayer`): with the cold tier, without which a
+  // sealed store (log truncated below its segments) cannot be opened, retention applied to reads, forks, consumer
+  // groups and projections (their state next to the log). Search needs a node (its calls say so).
   if (Option.isSome(c.dataDir)) {
     const dataDir = c.dataDir.value
     return Layer.unwrap(Effect.map(
-      Effect.promise(() =>
-        Promise.all([
-          import("@chronos/storage/Embedded"),
-          import("@chronos/storage/Retention"),
-          import("@chronos/storage/RetentionClient")
-        ])
-      ),
-      ([Embedded, Retention, RetentionClient]) =>
-        ChronosClient.layerEngine.pipe(
-          Layer.provide(Layer.mergeAll(
-            ConsumerGroups.layer,
-            // Its own owner name: a node later started on this directory takes the projections over after their
-            // lease instead of mistaking them for its own.
-            Projections.layer({ owner: `cli:${process.pid}` })
-          ).pipe(Layer.provide(CheckpointStore.layerConfig))),
-          // Retention and deletion (`retention`, `delete-stream`), and reads that apply them, as a node's do.
-          Layer.provide(RetentionClient.layer),
-          Layer.provideMerge(Retention.layerEnforced),
-          // Fork reads (`--fork`) apply the store's rules too.
-          Layer.provideMerge(Retention.layerForkReadPolicy),
-          Layer.provideMerge(Embedded.layer({ dataDir }))
-        )
+      Effect.promise(() => import("@chronos/storage/Embedded")),
+      // Its own owner name: a node later started on this directory takes the projections over after their lease
+      // instead of mistaking them for its own.
+      (Embedded) => Embedded.clientLayer({ dataDir, owner: `cli:${process.pid}` })
     ))
   }
   const url = Option.getOrElse(c.url, () => process.env["CHRONOS_URL"] ?? defaultUrl)
