@@ -4,29 +4,11 @@
  * checked for what a user reads, exit codes and typed errors, and `subscribe` following live events until SIGINT.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
-
-const bin = fileURLToPath(new URL("../bin/chronos.mjs", import.meta.url))
-
-interface Result {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-const chronos = (args: ReadonlyArray<string>): Promise<Result> =>
-  new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { timeout: 60_000, env: { ...process.env, NO_COLOR: "1" } }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === "number" ? error.code : 1
-      resolve({ code, stdout, stderr })
-    })
-  })
-
-const lines = (text: string) => text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l))
+import { bin, chronos, lines, type NodeProcess, startNode } from "./support.ts"
 
 /** Resolves once `predicate` holds for the text collected so far; rejects after `timeoutMs`. */
 const waitFor = (what: string, get: () => string, predicate: (text: string) => boolean, timeoutMs = 20_000) =>
@@ -41,7 +23,7 @@ const waitFor = (what: string, get: () => string, predicate: (text: string) => b
   })
 
 describe("chronos CLI: search, forks, subscribe, consumer groups, projections", () => {
-  let server: ChildProcess
+  let node: NodeProcess
   let url: string
   const ok = async (args: ReadonlyArray<string>) => {
     const result = await chronos([...args, "--url", url])
@@ -52,36 +34,18 @@ describe("chronos CLI: search, forks, subscribe, consumer groups, projections", 
     JSON.parse((await ok(["append", tenant, stream, "--type", type, "--data", JSON.stringify(data), ...extra])).stdout)
 
   beforeAll(async () => {
-    server = spawn(process.execPath, [bin, "start", "--log", "memory", "--port", "0", "--partitions", "4"], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...process.env,
-        // Named limits through the environment (`ChronosConfig.layerConfig`): a poison event parks after 2 attempts.
-        CHRONOS_CONSUMER_ATTEMPTS_MAX: "2",
-        CHRONOS_CONSUMER_RETRY_BACKOFF_MS: "10",
-        CHRONOS_CONSUMER_RETRY_BACKOFF_MS_MAX: "20",
-        CHRONOS_SEARCH_EMBEDDER: "test"
-      }
+    node = await startNode(4, {
+      // Named limits through the environment (`ChronosConfig.layerConfig`): a poison event parks after 2 attempts.
+      CHRONOS_CONSUMER_ATTEMPTS_MAX: "2",
+      CHRONOS_CONSUMER_RETRY_BACKOFF_MS: "10",
+      CHRONOS_CONSUMER_RETRY_BACKOFF_MS_MAX: "20",
+      CHRONOS_SEARCH_EMBEDDER: "test"
     })
-    url = await new Promise<string>((resolve, reject) => {
-      let output = ""
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString()
-        const m = /listening on (http:\/\/[^\s]+)/.exec(output)
-        if (m !== null) resolve(m[1]!)
-      }
-      server.stdout!.on("data", onData)
-      server.stderr!.on("data", onData)
-      server.on("exit", (code) => reject(new Error(`chronos start exited with ${code}: ${output}`)))
-    })
+    url = node.url
   }, 60_000)
 
   afterAll(async () => {
-    if (server.exitCode === null) {
-      const exited = new Promise((resolve) => server.on("exit", resolve))
-      server.kill("SIGTERM")
-      await exited
-    }
+    await node?.stop()
   })
 
   it("lists the new commands in the help", async () => {

@@ -1,31 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
-
-const bin = fileURLToPath(new URL("../bin/chronos.mjs", import.meta.url))
-
-interface Result {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** Runs the real `chronos` executable (as `npx chronos` would) with the Node running the tests. */
-const chronos = (args: ReadonlyArray<string>, node = process.execPath): Promise<Result> =>
-  new Promise((resolve) => {
-    execFile(node, [bin, ...args], { timeout: 60_000, env: { ...process.env, NO_COLOR: "1" } }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === "number" ? error.code : 1
-      resolve({ code, stdout, stderr })
-    })
-  })
-
-const lines = (text: string) => text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l))
+import { chronos, lines, type NodeProcess, startNode } from "./support.ts"
 
 describe("chronos CLI", () => {
-  let server: ChildProcess
+  let node: NodeProcess
   let url: string
   const dataDirs: Array<string> = []
   const tempDir = () => {
@@ -36,28 +17,12 @@ describe("chronos CLI", () => {
 
   beforeAll(async () => {
     // A node on a free port (`--port 0`); its address comes from the "listening on" line.
-    server = spawn(process.execPath, [bin, "start", "--log", "memory", "--port", "0", "--partitions", "4"], {
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    url = await new Promise<string>((resolve, reject) => {
-      let output = ""
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString()
-        const m = /listening on (http:\/\/[^\s]+)/.exec(output)
-        if (m !== null) resolve(m[1]!)
-      }
-      server.stdout!.on("data", onData)
-      server.stderr!.on("data", onData)
-      server.on("exit", (code) => reject(new Error(`chronos start exited with ${code}: ${output}`)))
-    })
+    node = await startNode(4)
+    url = node.url
   })
 
   afterAll(async () => {
-    if (server.exitCode === null) {
-      const exited = new Promise((resolve) => server.on("exit", resolve))
-      server.kill("SIGTERM")
-      await exited
-    }
+    await node?.stop()
     for (const dir of dataDirs) fs.rmSync(dir, { recursive: true, force: true })
   })
 

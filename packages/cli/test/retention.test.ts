@@ -2,58 +2,32 @@
 // through the real executable.
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
-import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import * as NatsSegmentStore from "@chronos/storage/internal/natsSegmentStore"
 import { startNatsServer } from "../../../test/support/NatsServer.ts"
 import type { NatsServerHandle } from "../../../test/support/NatsServer.ts"
-
-const bin = fileURLToPath(new URL("../bin/chronos.mjs", import.meta.url))
-
-const chronos = (args: ReadonlyArray<string>): Promise<{ code: number; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { timeout: 60_000, env: { ...process.env, NO_COLOR: "1" } }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
-    })
-  })
+import { chronos, type NodeProcess, startNode } from "./support.ts"
 
 const labels = (stdout: string) =>
   stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as { streamVersion: number; type: string })
     .map((e) => `${e.streamVersion}:${e.type}`)
 
 describe("chronos retention, delete-stream and verify --nats", () => {
-  let server: ChildProcess
+  let node: NodeProcess
   let url: string
   let nats: NatsServerHandle
   const dirs: Array<string> = []
 
   beforeAll(async () => {
-    server = spawn(process.execPath, [bin, "start", "--log", "memory", "--port", "0", "--partitions", "2"], {
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    url = await new Promise<string>((resolve, reject) => {
-      let output = ""
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString()
-        const m = /listening on (http:\/\/[^\s]+)/.exec(output)
-        if (m !== null) resolve(m[1]!)
-      }
-      server.stdout!.on("data", onData)
-      server.stderr!.on("data", onData)
-      server.on("exit", (code) => reject(new Error(`chronos start exited with ${code}: ${output}`)))
-    })
+    node = await startNode(2)
+    url = node.url
     nats = await startNatsServer()
   }, 60_000)
 
   afterAll(async () => {
-    if (server.exitCode === null) {
-      const exited = new Promise((resolve) => server.on("exit", resolve))
-      server.kill("SIGTERM")
-      await exited
-    }
+    await node?.stop()
     await nats?.stop()
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
   })
