@@ -108,6 +108,27 @@ const seal = Command.make("seal", { dataDir: dataDirFlag }, (flags) =>
     for (const r of reports) yield* Console.log(JSON.stringify(r))
   })).pipe(Command.withDescription("Seal every partition's durable log into Parquet segments now (offline: no node may hold the dir)"))
 
+/**
+ * Ends a scrub: its warnings and problems on stderr (one JSON line each), a summary line on stdout (`ok`, `what`,
+ * the counts), and a failure (exit 1) when anything is corrupt.
+ */
+const reportVerify = (
+  report: { readonly ok: boolean; readonly warnings: ReadonlyArray<unknown>; readonly problems: ReadonlyArray<unknown> },
+  what: Readonly<Record<string, unknown>>
+) =>
+  Effect.gen(function*() {
+    progressDone()
+    for (const w of report.warnings) yield* Console.error(`warning: ${JSON.stringify(w)}`)
+    for (const p of report.problems) yield* Console.error(`corrupt: ${JSON.stringify(p)}`)
+    yield* Console.log(JSON.stringify({
+      ok: report.ok,
+      ...what,
+      problems: report.problems.length,
+      warnings: report.warnings.length
+    }))
+    if (!report.ok) return yield* Effect.fail(new CommandFailed(`verify found ${report.problems.length} problem(s)`))
+  })
+
 const verifyNats = (servers: ReadonlyArray<string>, bucketPrefix: string | undefined) =>
   Effect.gen(function*() {
     const Verify = yield* Effect.promise(() => import("@chronos/storage/Verify"))
@@ -118,18 +139,11 @@ const verifyNats = (servers: ReadonlyArray<string>, bucketPrefix: string | undef
       requestTimeoutMs: defaults.segmentStoreTimeoutMs,
       onProgress: (p) => progress(`verifying ${bar(p.done, p.total)} partition ${p.partition}`)
     })
-    progressDone()
-    for (const w of report.warnings) yield* Console.error(`warning: ${JSON.stringify(w)}`)
-    for (const p of report.problems) yield* Console.error(`corrupt: ${JSON.stringify(p)}`)
-    yield* Console.log(JSON.stringify({
-      ok: report.ok,
+    return yield* reportVerify(report, {
       nats: servers.join(","),
       partitions: report.partitions.length,
-      segmentBytes: report.segmentBytes,
-      problems: report.problems.length,
-      warnings: report.warnings.length
-    }))
-    if (!report.ok) return yield* Effect.fail(new CommandFailed(`verify found ${report.problems.length} problem(s)`))
+      segmentBytes: report.segmentBytes
+    })
   })
 
 const verify = Command.make("verify", {
@@ -153,19 +167,12 @@ const verify = Command.make("verify", {
       dataDir: flags.dataDir,
       onProgress: (p) => progress(`verifying ${bar(p.done, p.total)} partition ${p.partition}`)
     })
-    progressDone()
-    for (const w of report.warnings) yield* Console.error(`warning: ${JSON.stringify(w)}`)
-    for (const p of report.problems) yield* Console.error(`corrupt: ${JSON.stringify(p)}`)
-    yield* Console.log(JSON.stringify({
-      ok: report.ok,
+    return yield* reportVerify(report, {
       dataDir: report.dataDir,
       partitions: report.partitions.length,
       logBytes: report.logBytes,
-      segmentBytes: report.segmentBytes,
-      problems: report.problems.length,
-      warnings: report.warnings.length
-    }))
-    if (!report.ok) return yield* Effect.fail(new CommandFailed(`verify found ${report.problems.length} problem(s)`))
+      segmentBytes: report.segmentBytes
+    })
   })).pipe(Command.withDescription(
     "Scrub a data dir (every log record's CRC32C, every segment's SHA-256) or with --nats a cluster's segment store; " +
       "exit 1 on corruption"

@@ -66,16 +66,7 @@ export interface HeadColumns {
 }
 
 /** Decoded rows, column by column (row `i` of each array is one event), in file order. */
-export interface SegmentColumns {
-  readonly rows: number
-  readonly tenant: ReadonlyArray<string>
-  readonly stream: ReadonlyArray<string>
-  readonly streamVersion: ReadonlyArray<number>
-  readonly partition: ReadonlyArray<number>
-  readonly seq: ReadonlyArray<number>
-  readonly eventId: ReadonlyArray<string>
-  readonly type: ReadonlyArray<string>
-  readonly timestamp: ReadonlyArray<number>
+export interface SegmentColumns extends HeadColumns {
   readonly data: ReadonlyArray<string>
   readonly metadata: ReadonlyArray<string>
 }

@@ -6,7 +6,6 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit } from "effect"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
@@ -15,7 +14,7 @@ import { hasBody } from "@chronos/engine/ColdStore"
 import type { EngineShape } from "@chronos/engine/Engine"
 import type { ColdTierShape } from "../src/ColdTier.ts"
 import * as Retention from "../src/Retention.ts"
-import { listFiles, open, populate, tempDir, tenants } from "./support.ts"
+import { flipByte, listFiles, open, populate, tempDir, tenants } from "./support.ts"
 
 const STREAMS = 24
 
@@ -246,13 +245,7 @@ describe("Cold reads (bounded memory)", () => {
       assert.strictEqual(segments.length, 2)
       // Nothing of partition p was read since the seals: no segment is in the reader's cache.
       const damaged = segments[0]!
-      const fd = fs.openSync(damaged, "r+")
-      const offset = Math.floor(fs.statSync(damaged).size / 2)
-      const byte = Buffer.alloc(1)
-      fs.readSync(fd, byte, 0, 1, offset)
-      byte[0] = byte[0]! ^ 0x01
-      fs.writeSync(fd, byte, 0, 1, offset)
-      fs.closeSync(fd)
+      flipByte(damaged)
 
       const expectCorrupt = (defect: unknown, what: string) => {
         assert.instanceOf(defect, Errors.CorruptData, what)

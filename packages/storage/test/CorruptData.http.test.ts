@@ -1,48 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, ManagedRuntime } from "effect"
-import { HttpServer } from "effect/http"
-import * as fs from "node:fs"
+import { Effect, ManagedRuntime } from "effect"
 import * as path from "node:path"
 import { ChronosClient } from "@chronos/client"
-import { ChronosConfig } from "@chronos/config"
 import { Errors } from "@chronos/domain"
-import * as Node from "@chronos/server/Node"
-import { listFiles, smallLimits, tempDir } from "./support.ts"
+import { type Body, call, flipByte, listFiles, smallLimits, startNode, tempDir } from "./support.ts"
 
-const startNode = (dataDir: string) =>
-  Effect.promise(async () => {
-    const runtime = ManagedRuntime.make(
-      Node.layerFromConfig().pipe(
-        Layer.provideMerge(ChronosConfig.layer({ ...smallLimits, httpHost: "127.0.0.1", httpPort: 0, logDriver: "file", dataDir }))
-      )
-    )
-    const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (s) => s.address))
-    if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
-    return { url: `http://127.0.0.1:${address.port}`, stop: () => runtime.dispose() }
-  })
-
-const call = (url: string, method: string, body?: unknown) =>
-  Effect.promise(async () => {
-    const res = await fetch(url, {
-      method,
-      headers: { "content-type": "application/json" },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) })
-    })
-    const text = await res.text()
-    return { status: res.status, body: (text === "" ? undefined : JSON.parse(text)) as any }
-  })
-
-/** Flips one bit of the byte in the middle of `file`. */
-const flipMiddleByte = (file: string) => {
-  const fd = fs.openSync(file, "r+")
-  const offset = Math.floor(fs.statSync(file).size / 2)
-  const b = Buffer.alloc(1)
-  fs.readSync(fd, b, 0, 1, offset)
-  b[0] = b[0]! ^ 0x01
-  fs.writeSync(fd, b, 0, 1, offset)
-  fs.closeSync(fd)
-}
-
+/** The segment file of `partition` (each of these tests seals once, so one). */
 const segmentOf = (dataDir: string, partition: number) =>
   listFiles(path.join(dataDir, "segments"), ".parquet")
     .find((f) => f.includes(`${path.sep}p${String(partition).padStart(3, "0")}${path.sep}`))!
@@ -51,7 +14,7 @@ describe("CorruptData over HTTP", () => {
   it.live("one flipped byte in a segment: reads of its partition are a typed 502 CorruptData (HTTP and SDK); other reads are unchanged", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir("chronos-corrupt-http-")
-      const node = yield* startNode(dataDir)
+      const node = yield* startNode({ logDriver: "file", dataDir })
       const partitionOf = new Map<string, number>()
       for (let i = 0; i < 80; i++) {
         const stream = `order-${i % 12}`
@@ -59,7 +22,7 @@ describe("CorruptData over HTTP", () => {
           events: [{ type: "Placed", data: { i, note: "payload ".repeat(5) } }]
         })
         assert.strictEqual(r.status, 200)
-        partitionOf.set(stream, r.body.positions[0].partition)
+        partitionOf.set(stream, r.body.positions[0]!.partition)
       }
       assert.strictEqual((yield* call(`${node.url}/v1/admin/seal`, "POST")).status, 200)
       // A hot tail after the sealed range.
@@ -69,20 +32,20 @@ describe("CorruptData over HTTP", () => {
         })).status, 200)
       }
       const streams = [...partitionOf.keys()]
-      const before = new Map<string, unknown>()
+      const before = new Map<string, Body>()
       for (const s of streams) before.set(s, (yield* call(`${node.url}/v1/tenants/acme/streams/${s}/events?limit=1000`, "GET")).body)
       yield* Effect.promise(() => node.stop())
 
       // Damage one byte in the middle of the segment of the partition holding order-0.
       const damaged = partitionOf.get("order-0")!
       const segment = segmentOf(dataDir, damaged)
-      flipMiddleByte(segment)
+      flipByte(segment)
 
-      const again = yield* startNode(dataDir)
+      const again = yield* startNode({ logDriver: "file", dataDir })
       const damagedStreams = streams.filter((s) => partitionOf.get(s) === damaged)
       const healthyStreams = streams.filter((s) => partitionOf.get(s) !== damaged)
       assert.isNotEmpty(healthyStreams)
-      const expectCorrupt = (r: { status: number; body: any }, what: string) => {
+      const expectCorrupt = (r: { status: number; body: Body }, what: string) => {
         assert.strictEqual(r.status, 502, `${what}: ${JSON.stringify(r.body)}`)
         assert.strictEqual(r.body._tag, "CorruptData", what)
         assert.include(r.body.location, segment, what)
@@ -124,7 +87,7 @@ describe("CorruptData over HTTP", () => {
           return yield* (yield* ChronosClient).read("acme", healthyStreams[0]!, { limit: 1000 })
         }))
       )
-      assert.deepStrictEqual(fine, (before.get(healthyStreams[0]!) as any).events)
+      assert.deepStrictEqual(fine, before.get(healthyStreams[0]!)!.events)
       yield* Effect.promise(() => client.dispose())
       yield* Effect.promise(() => again.stop())
     }).pipe(Effect.scoped))
@@ -132,7 +95,7 @@ describe("CorruptData over HTTP", () => {
   it.live("a segment damaged under a running node: reads that need its sealed events are a 502 naming it; the hot tail and other partitions answer", () =>
     Effect.gen(function*() {
       const dataDir = yield* tempDir("chronos-corrupt-live-")
-      const node = yield* startNode(dataDir)
+      const node = yield* startNode({ logDriver: "file", dataDir })
       const partitionOf = new Map<string, number>()
       for (let i = 0; i < 60; i++) {
         const stream = `order-${i % 12}`
@@ -140,13 +103,13 @@ describe("CorruptData over HTTP", () => {
           events: [{ type: "Placed", data: { i } }]
         })
         assert.strictEqual(r.status, 200)
-        partitionOf.set(stream, r.body.positions[0].partition)
+        partitionOf.set(stream, r.body.positions[0]!.partition)
       }
       assert.strictEqual((yield* call(`${node.url}/v1/admin/seal`, "POST")).status, 200)
       const damaged = partitionOf.get("order-0")!
       const segment = segmentOf(dataDir, damaged)
       // Only the segment file: the node keeps running on what it has in memory (the heads of sealed events).
-      flipMiddleByte(segment)
+      flipByte(segment)
       // An append to a stream of the damaged segment lands in the hot tail, and reading only the tail answers: the
       // partition is not stopped, only reads that need the damaged segment fail.
       const tail = yield* call(`${node.url}/v1/tenants/acme/streams/order-0/events`, "POST", {
@@ -156,7 +119,7 @@ describe("CorruptData over HTTP", () => {
       assert.strictEqual(tail.status, 200, JSON.stringify(tail.body))
       const tailRead = yield* call(`${node.url}/v1/tenants/acme/streams/order-0/events?fromVersion=5`, "GET")
       assert.strictEqual(tailRead.status, 200, JSON.stringify(tailRead.body))
-      assert.deepStrictEqual(tailRead.body.events.map((e: { type: string }) => e.type), ["Paid"])
+      assert.deepStrictEqual(tailRead.body.events.map((e) => e.type), ["Paid"])
       const read = yield* call(`${node.url}/v1/tenants/acme/streams/order-0/events?limit=1000`, "GET")
       assert.strictEqual(read.status, 502, JSON.stringify(read.body))
       assert.strictEqual(read.body._tag, "CorruptData")

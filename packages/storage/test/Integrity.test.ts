@@ -11,16 +11,7 @@ import * as Partition from "@chronos/engine/Partition"
 import { ColdTier } from "../src/ColdTier.ts"
 import * as SegmentFormat from "../src/SegmentFormat.ts"
 import * as Verify from "../src/Verify.ts"
-import { listFiles, open, populate, smallLimits, snapshot, tempDir } from "./support.ts"
-
-const flipByte = (file: string, offset: number) => {
-  const fd = fs.openSync(file, "r+")
-  const b = Buffer.alloc(1)
-  fs.readSync(fd, b, 0, 1, offset)
-  b[0] = b[0]! ^ 0x5a
-  fs.writeSync(fd, b, 0, 1, offset)
-  fs.closeSync(fd)
-}
+import { flipByte, listFiles, open, populate, smallLimits, snapshot, tempDir } from "./support.ts"
 
 describe("Integrity: independent reader, verify, corrupt data", () => {
   it.live("segments read by DuckDB match the API; a flipped byte in a segment and in a log record is named by verify, fails only its partition", () =>
@@ -95,13 +86,13 @@ describe("Integrity: independent reader, verify, corrupt data", () => {
 
       // --- damage: one byte of partition 1's segment, one byte inside a record body of partition 2's log.
       const segment = segmentFiles.find((f) => f.includes(`${path.sep}p001${path.sep}`))!
-      flipByte(segment, Math.floor(fs.statSync(segment).size / 3))
+      flipByte(segment, Math.floor(fs.statSync(segment).size / 3), 0x5a)
       const logFiles = listFiles(path.join(dataDir, "log", "p002"), ".log")
       // Not the first file (it may hold only records below the sealed range, which no replay reads) nor the last
       // (damage at the end of the last file is indistinguishable from a torn write): a record replay must serve.
       assert.isAtLeast(logFiles.length, 3)
       const damagedLog = logFiles[1]!
-      flipByte(damagedLog, HEADER_BYTES + 10)
+      flipByte(damagedLog, HEADER_BYTES + 10, 0x5a)
 
       const report = yield* Verify.run({ dataDir })
       assert.isFalse(report.ok)

@@ -1,10 +1,8 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, ManagedRuntime, Scope } from "effect"
-import { HttpServer } from "effect/http"
+import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
-import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
-import * as Node from "@chronos/server/Node"
+import type { ChronosConfigShape } from "@chronos/config"
 import { startNatsCluster, startNatsServer } from "../../../test/support/NatsServer.ts"
 import type { NatsClusterHandle, NatsServerHandle } from "../../../test/support/NatsServer.ts"
 import { bucketNames } from "../src/internal/natsSegmentStore.ts"
@@ -14,7 +12,7 @@ import * as SegmentReader from "../src/SegmentReader.ts"
 import { sha256 } from "../src/SegmentReader.ts"
 import { SegmentStore, type SegmentStoreShape } from "../src/SegmentStore.ts"
 import * as Verify from "../src/Verify.ts"
-import { smallLimits } from "./support.ts"
+import { call, startNode } from "./support.ts"
 
 /** A NATS segment store in its own scope (its own connection), closed by `close`. */
 const openStore = (servers: ReadonlyArray<string>, replicas: number, bucketPrefix: string) =>
@@ -111,42 +109,19 @@ describe("NATS segment store: single server", () => {
 
   it.live("a node on the JetStream log with segmentStoreDriver=nats seals over HTTP and cold-boots from the buckets", () =>
     Effect.gen(function*() {
-      const config: Partial<ChronosConfigShape> = {
-        ...smallLimits,
-        httpHost: "127.0.0.1",
-        httpPort: 0,
-        logDriver: "jetstream",
-        natsUrls: server.url,
-        segmentStoreDriver: "nats"
-      }
-      const startNode = () =>
-        Effect.promise(async () => {
-          const runtime = ManagedRuntime.make(Node.layerFromConfig().pipe(Layer.provideMerge(ChronosConfig.layer(config))))
-          const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (s) => s.address))
-          if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
-          return { url: `http://127.0.0.1:${address.port}`, stop: () => runtime.dispose() }
-        })
-      const call = (url: string, method: string, body?: unknown) =>
-        Effect.promise(async () => {
-          const res = await fetch(url, {
-            method,
-            headers: { "content-type": "application/json" },
-            ...(body === undefined ? {} : { body: JSON.stringify(body) })
-          })
-          return { status: res.status, body: (await res.json()) as any }
-        })
-      const node = yield* startNode()
+      const config: Partial<ChronosConfigShape> = { logDriver: "jetstream", natsUrls: server.url, segmentStoreDriver: "nats" }
+      const node = yield* startNode(config)
       const partitionOf = new Map<string, number>()
       for (let i = 0; i < 60; i++) {
         const r = yield* call(`${node.url}/v1/tenants/acme/streams/order-${i % 9}/events`, "POST", {
           events: [{ type: i % 2 === 0 ? "Placed" : "Paid", data: { i, text: "x".repeat(i) } }]
         })
         assert.strictEqual(r.status, 200)
-        partitionOf.set(`order-${i % 9}`, r.body.positions[0].partition)
+        partitionOf.set(`order-${i % 9}`, r.body.positions[0]!.partition)
       }
       const sealed = yield* call(`${node.url}/v1/admin/seal`, "POST")
       assert.strictEqual(sealed.status, 200, JSON.stringify(sealed.body))
-      const segments = sealed.body.partitions.flatMap((p: any) => p.segments)
+      const segments = sealed.body.partitions.flatMap((p) => p.segments)
       assert.strictEqual(segments.reduce((n: number, s: any) => n + s.rows, 0), 60)
       for (const s of segments) assert.match(s.location, /^nats-obj:CHRONOS_SEGMENTS\/p\d{3}\//)
       const before = yield* call(`${node.url}/v1/tenants/acme/events?limit=100`, "GET")
@@ -178,11 +153,11 @@ describe("NATS segment store: single server", () => {
       // A pruned cold read of one stream from the buckets (footer statistics of small objects included).
       const segmentReader = SegmentReader.make(reader.store, { cacheBytesMax: 1_048_576 })
       const cold = yield* segmentReader.readStream(partitionOf.get("order-4")!, "acme", "order-4")
-      assert.deepStrictEqual(cold.events.map((e) => e.eventId), streamBefore.body.events.map((e: any) => e.eventId))
+      assert.deepStrictEqual(cold.events.map((e) => e.eventId), streamBefore.body.events.map((e) => e.eventId))
       yield* reader.close
 
       // A new node loads the sealed ranges from the buckets (and the log beyond them): the same answers.
-      const again = yield* startNode()
+      const again = yield* startNode(config)
       const after = yield* call(`${again.url}/v1/tenants/acme/events?limit=100`, "GET")
       assert.deepStrictEqual(after.body, before.body)
       assert.deepStrictEqual((yield* call(`${again.url}/v1/tenants/acme/streams/order-4/events?limit=100`, "GET")).body, streamBefore.body)
@@ -220,7 +195,7 @@ describe("NATS segment store: single server", () => {
       const missingAgain = yield* Verify.runNats({ servers: [server.url], bucketPrefix: "NOSUCH", requestTimeoutMs: 5_000 })
       assert.isFalse(missingAgain.ok)
       yield* writer.close
-      const third = yield* startNode()
+      const third = yield* startNode(config)
       const corrupt = yield* call(`${third.url}/v1/tenants/acme/streams/order-4/events?limit=100`, "GET")
       assert.strictEqual(corrupt.status, 502, JSON.stringify(corrupt.body))
       assert.strictEqual(corrupt.body._tag, "CorruptData")

@@ -1,5 +1,11 @@
-/** Shared helpers of the storage tests: temporary data dirs, an embedded store with its cold tier, and snapshots. */
-import { Context, Effect, Exit, Layer, Scope } from "effect"
+/**
+ * Shared helpers of the storage tests: temporary data dirs, an embedded store with its cold tier, snapshots, a node
+ * over HTTP with typed answers, and damage to files.
+ */
+import { Context, Effect, Exit, Layer, ManagedRuntime, Scope } from "effect"
+import { HttpServer } from "effect/http"
+import { ChronosConfig, type ChronosConfigShape } from "@chronos/config"
+import * as Node from "@chronos/server/Node"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -104,3 +110,51 @@ export const listFiles = (dir: string, suffix: string): Array<string> => {
   if (!fs.existsSync(dir)) return []
   return fs.readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(suffix)).map((f) => path.join(dir, f)).sort()
 }
+
+/** Damages `file` in place: flips the bits `mask` of the byte at `offset` (default: the middle of the file). */
+export const flipByte = (file: string, offset = Math.floor(fs.statSync(file).size / 2), mask = 0x01) => {
+  const fd = fs.openSync(file, "r+")
+  const b = Buffer.alloc(1)
+  fs.readSync(fd, b, 0, 1, offset)
+  b[0] = b[0]! ^ mask
+  fs.writeSync(fd, b, 0, 1, offset)
+  fs.closeSync(fd)
+}
+
+/** A node on a free port over `config` (on top of `smallLimits`), served over HTTP until `stop`. */
+export const startNode = (config: Partial<ChronosConfigShape>) =>
+  Effect.promise(async () => {
+    const runtime = ManagedRuntime.make(
+      Node.layerFromConfig().pipe(
+        Layer.provideMerge(ChronosConfig.layer({ ...smallLimits, httpHost: "127.0.0.1", httpPort: 0, ...config }))
+      )
+    )
+    const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (s) => s.address))
+    if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
+    return { url: `http://127.0.0.1:${address.port}`, stop: () => runtime.dispose() }
+  })
+
+/**
+ * The fields the storage tests read of a node's JSON answers: an append's positions, a read's events, a seal's
+ * partitions, an error's tag and location (each present only in its kind of answer).
+ */
+export interface Body {
+  readonly positions: ReadonlyArray<{ readonly partition: number; readonly seq: number }>
+  readonly events: ReadonlyArray<{ readonly eventId: string; readonly type: string }>
+  readonly partitions: ReadonlyArray<{ readonly partition: number; readonly segments: ReadonlyArray<{ readonly location: string }> }>
+  readonly _tag: string
+  readonly location: string
+  readonly message: string
+}
+
+/** One HTTP request with a JSON body; the answer's status and JSON body (`{}` when empty). */
+export const call = (url: string, method: string, body?: unknown) =>
+  Effect.promise(async () => {
+    const res = await fetch(url, {
+      method,
+      headers: { "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) })
+    })
+    const text = await res.text()
+    return { status: res.status, body: (text === "" ? {} : JSON.parse(text)) as Body }
+  })
