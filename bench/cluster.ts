@@ -31,13 +31,10 @@ import * as PeerWorkload from "./peerWorkload.ts"
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const args = new Set(process.argv.slice(2))
 const quick = args.has("--quick")
-const STREAMS = quick ? 1_000 : 10_000
-const PER_STREAM = 20
-const WRITERS = 8
-const DEPTH = 256
+const { depth: DEPTH, perStream: PER_STREAM, streams: STREAMS, writers: WRITERS } = PeerWorkload.shape(quick)
+const payload = PeerWorkload.payload
 const PARTITIONS = 32
 const BASELINE_EVENTS = quick ? 5_000 : 20_000
-const payload = { text: "x".repeat(160), amount: 42, currency: "EUR" } // ~200 B as JSON
 
 export const beginMarker = "<!-- cluster benchmark: begin (bench/cluster.ts) -->"
 export const endMarker = "<!-- cluster benchmark: end -->"
@@ -115,10 +112,8 @@ const peerWorkload = async (prefix: string, urlFor: (writer: number, stream: num
     writers: WRITERS,
     depth: DEPTH,
     send: async (w, s, round) => {
-      const body = {
-        expectedVersion: round === 0 ? "no_stream" : round - 1,
-        events: [{ eventId: crypto.randomUUID(), type: "Deposited", data: payload }]
-      }
+      // A client-chosen event id: a retry below re-sends the same event.
+      const body = PeerWorkload.appendBody(round, crypto.randomUUID())
       for (let attempt = 0;; attempt++) {
         const res = await post(urlFor(w, s), `/v1/tenants/bench/streams/${prefix}${s}/events`, body).catch(
           (error: NodeJS.ErrnoException) => {

@@ -8,6 +8,18 @@
  * `setImmediate`, which made the load generator burn a core while 2,000 lanes spun — CPU the measured server
  * shares on this machine.)
  */
+/** The workload's size: 10k streams (1k with `--quick`) × 20 events, 8 writers × 256 appends in flight. */
+export const shape = (quick: boolean) => ({ streams: quick ? 1_000 : 10_000, perStream: 20, writers: 8, depth: 256 })
+
+/** One event's data: ~200 B as JSON. */
+export const payload = { text: "x".repeat(160), amount: 42, currency: "EUR" }
+
+/** The body of round `round` of a stream: one event, the exact expected version. */
+export const appendBody = (round: number, eventId?: string) => ({
+  expectedVersion: round === 0 ? "no_stream" : round - 1,
+  events: [{ ...(eventId === undefined ? {} : { eventId }), type: "Deposited", data: payload }]
+})
+
 export interface Options {
   readonly streams: number
   readonly perStream: number

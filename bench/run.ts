@@ -30,12 +30,9 @@ import * as PeerWorkload from "./peerWorkload.ts"
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const args = new Set(process.argv.slice(2))
 const quick = args.has("--quick")
-const STREAMS = quick ? 1_000 : 10_000
-const PER_STREAM = 20
-const WRITERS = 8
-const DEPTH = 256
+const { depth: DEPTH, perStream: PER_STREAM, streams: STREAMS, writers: WRITERS } = PeerWorkload.shape(quick)
+const payload = PeerWorkload.payload
 const BASELINE_EVENTS = quick ? 5_000 : 20_000
-const payload = { text: "x".repeat(160), amount: 42, currency: "EUR" } // ~200 B as JSON
 
 const results: Record<string, unknown> = {}
 const log = (line: string) => process.stderr.write(`${line}\n`)
@@ -193,10 +190,7 @@ const overHttp = async () => {
       writers: WRITERS,
       depth: DEPTH,
       send: async (_writer, s, round) => {
-        const res = await request(port!, "POST", `/v1/tenants/bench/streams/s-${s}/events`, {
-          expectedVersion: round === 0 ? "no_stream" : round - 1,
-          events: [{ type: "Deposited", data: payload }]
-        })
+        const res = await request(port!, "POST", `/v1/tenants/bench/streams/s-${s}/events`, PeerWorkload.appendBody(round))
         if (res.status !== 200) throw new Error(`append ${res.status} ${res.body}`)
       }
     })
