@@ -15,7 +15,7 @@ import { HttpApi, HttpApiBuilder } from "effect/http-api"
 import { Api as DomainApi, type Errors, Fork } from "@chronos/domain"
 import { Engine, type EngineShape } from "@chronos/engine/Engine"
 import { Forks } from "@chronos/engine/Forks"
-import { locate, optionalInt, requiredInt, surfaceCorrupt, typeList } from "./internal/httpInput.ts"
+import { locate, optionalInt, requiredInt, surfaceReadDefects, typeList } from "./internal/httpInput.ts"
 import * as StreamRoutes from "./internal/streamRoutes.ts"
 
 /**
@@ -99,13 +99,13 @@ export const StreamsHandlers = HttpApiBuilder.group(
             Effect.map(StreamRoutes.append(engine, params.tenant, params.stream, payload), ok)),
         options: { uninterruptible: true }
       },
-      // Reads of a partition whose stored data is damaged answer a typed `CorruptData` (see `surfaceCorrupt`).
+      // Reads of a partition whose stored data is damaged answer a typed `CorruptData` (see `surfaceReadDefects`).
       read: ({ params, query }) =>
         on(params.tenant, query.fork, (engine) =>
-          surfaceCorrupt(Effect.map(StreamRoutes.read(engine, params.tenant, params.stream, query), ok))),
+          surfaceReadDefects(Effect.map(StreamRoutes.read(engine, params.tenant, params.stream, query), ok))),
       state: ({ params, query }) =>
         on(params.tenant, query.fork, (engine) =>
-          surfaceCorrupt(locate(engine.state(params.tenant, params.stream, query.reducer, query.asOf))))
+          surfaceReadDefects(locate(engine.state(params.tenant, params.stream, query.reducer, query.asOf))))
     })
   })
 )
@@ -118,7 +118,7 @@ export const QueriesHandlers = HttpApiBuilder.group(
     const on = yield* onEngine()
     return handlers.handleAll({
       events: ({ params, query }) =>
-        on(params.tenant, query.fork, (engine) => surfaceCorrupt(locate(Effect.flatMap(optionalInt(query.limit, "query.limit"), (limit) =>
+        on(params.tenant, query.fork, (engine) => surfaceReadDefects(locate(Effect.flatMap(optionalInt(query.limit, "query.limit"), (limit) =>
           Effect.map(
             engine.query(params.tenant, {
               types: typeList(query.types),
@@ -131,7 +131,7 @@ export const QueriesHandlers = HttpApiBuilder.group(
             (page) => ok(StreamRoutes.readResultJson(page.events, page.next))
           ))))),
       partitionEvents: ({ params, query }) =>
-        on(params.tenant, query.fork, (engine) => surfaceCorrupt(locate(Effect.flatMap(
+        on(params.tenant, query.fork, (engine) => surfaceReadDefects(locate(Effect.flatMap(
           Effect.all([
             requiredInt(params.partition, "params.partition"),
             optionalInt(query.fromSeq, "query.fromSeq"),

@@ -25,7 +25,7 @@ import type { ChronosConfigShape } from "@chronos/config"
 import { Errors, Event } from "@chronos/domain"
 import type { EngineShape } from "@chronos/engine/Engine"
 import { invalidRequestOf } from "../RequestValidation.ts"
-import { surfaceCorrupt } from "./httpInput.ts"
+import { surfaceReadDefects } from "./httpInput.ts"
 import * as StreamRoutes from "./streamRoutes.ts"
 
 const streamEvents = /^\/v1\/tenants\/([^/%]+)\/streams\/([^/%]+)\/events$/
@@ -161,7 +161,7 @@ export const make = (
       if (request.method === "GET") {
         const query = plainReadQuery(q === -1 ? "" : url.slice(q + 1))
         if (query === undefined) return false
-        answer(response, surfaceCorrupt(StreamRoutes.read(engine, tenant, stream, query)))
+        answer(response, surfaceReadDefects(StreamRoutes.read(engine, tenant, stream, query)))
         return true
       }
       return false

@@ -59,7 +59,7 @@ const locations: Record<string, string> = {
  * damage, or a 503 it retries, instead of an empty 500. A defect that crossed a runner boundary may arrive as a
  * plain object with the same fields. Every other defect stays one.
  */
-export const surfaceCorrupt = <A, E, R>(
+export const surfaceReadDefects = <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | Errors.CorruptData | Errors.Unavailable, R> =>
   Effect.catchDefect(effect, (defect): Effect.Effect<never, Errors.CorruptData | Errors.Unavailable> => {
