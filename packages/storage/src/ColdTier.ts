@@ -168,7 +168,8 @@ export const make = Effect.fnUntraced(function*(store: SegmentStoreShape, limits
       ),
     attach: (target) =>
       Effect.gen(function*() {
-        const manifest = yield* store.readManifest(target.partition).pipe(
+        // The manifest the partition's load just read (no second request; see `SegmentReader.manifest`).
+        const manifest = yield* reader.manifest(target.partition).pipe(
           Effect.catch((error) =>
             Effect.as(Effect.logWarning(`partition ${target.partition}: cold tier manifest unreadable`, error), undefined))
         )

@@ -96,7 +96,14 @@ export interface SegmentReader {
     { readonly events: ReadonlyArray<Event.StoredEvent>; readonly stats: ReadStats },
     Errors.CorruptData | SegmentStoreError
   >
-  /** Forgets cached files and row groups (after a compaction replaced segments; benchmarks). */
+  /**
+   * The partition's manifest as this reader last read it (by `replay` at a partition's load, or by `readSeqs`), read
+   * now when it has none. The engine's cold reads use it, so a read costs no manifest request. A remembered manifest
+   * can only lack segments sealed since (segments are only added while a node runs; compaction is offline), so
+   * `readSeqs` reads it again when asked for a sequence above it.
+   */
+  readonly manifest: (partition: number) => Effect.Effect<Manifest.Manifest, Errors.CorruptData | SegmentStoreError>
+  /** Forgets cached files, row groups and manifests (after a compaction replaced segments; benchmarks). */
   readonly clearCache: () => void
   /** Totals of every pruned read since the reader was made (`readSeqs` and `readStream`), and the cached bytes. */
   readonly totals: () => ReadStats & {
@@ -273,9 +280,20 @@ export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentR
         : Effect.fail(corrupt(store.location(partition, "MANIFEST.json"), problems.join("; ")))
     })
 
+  /** Manifests as last read, by partition (see `SegmentReader.manifest`). */
+  const manifests = new Map<number, Manifest.Manifest>()
+  const remembered = (partition: number) =>
+    Effect.tap(manifestOf(partition), (m) => Effect.sync(() => manifests.set(partition, m)))
+  const lastManifest: SegmentReader["manifest"] = (partition) =>
+    Effect.suspend(() => {
+      const known = manifests.get(partition)
+      return known === undefined ? remembered(partition) : Effect.succeed(known)
+    })
+
   const replay: SegmentReader["replay"] = (partition, keepBody, onEvent) =>
     Effect.gen(function*() {
-      const manifest = yield* manifestOf(partition)
+      // A load reads the manifest afresh: another runner may have sealed while the partition lived there.
+      const manifest = yield* remembered(partition)
       let events = 0
       let bytesRead = 0
       for (const entry of manifest.segments) {
@@ -320,7 +338,8 @@ export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentR
       if (seqs.length === 0) {
         return { events: out, stats: { segments, rowGroups, rowGroupsRead, rowsRead, cacheHits, rowGroupHits, windowHits } }
       }
-      const manifest = yield* manifestOf(partition)
+      const known = yield* lastManifest(partition)
+      const manifest = seqs[seqs.length - 1]! <= Manifest.sealedThrough(known) ? known : yield* remembered(partition)
       let filled = 0
       /** Places the event of sequence `sq` of the request, checked against what was asked. */
       const place = (location: string, sq: number, e: Event.StoredEvent | undefined): Errors.CorruptData | undefined => {
@@ -496,12 +515,14 @@ export const make = (store: SegmentStoreShape, options: ReaderOptions): SegmentR
     replay,
     readSeqs,
     readStream,
+    manifest: lastManifest,
     clearCache: () => {
       cache.clear()
       cachedBytes = 0
       rowGroupCache.clear()
       rowGroupCachedBytes = 0
       windows = []
+      manifests.clear()
     },
     totals: () => ({ ...totals, cachedBytes, rowGroupCachedBytes })
   }
